@@ -1,0 +1,1 @@
+"""The comparison methods, one registered method per module (discovered by the method registry)."""

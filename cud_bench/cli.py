@@ -1,0 +1,150 @@
+"""The ``cud-bench`` command.
+
+Thin by design: each subcommand parses its arguments and calls one library
+function; all logic lives in the library. A subcommand is a ``_add_<name>``
+function (its parser) plus a ``_cmd_<name>`` function (its action), listed in
+:data:`SUBCOMMANDS`. User-facing errors (:class:`CudBenchError`, unknown
+registry names) print ``error: <message>`` to stderr and exit with status 2.
+Library modules are imported inside the command functions, so ``--help`` and
+``--version`` start without loading ``datasets``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from cud_bench import __version__
+from cud_bench.errors import CudBenchError
+from cud_bench.io import cache_dir
+from cud_bench.registry import RegistryError
+
+Subparsers = Any  # argparse's private _SubParsersAction
+
+
+def _add_tasks(commands: Subparsers) -> None:
+    parser = commands.add_parser("tasks", help="list the registered tasks with their classes and split sizes")
+    parser.add_argument("names", nargs="*", help="only these tasks (default: all)")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(func=_cmd_tasks)
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from cud_bench.data.tasks import task_summary, tasks
+
+    summaries = [task_summary(name) for name in (args.names or tasks.names())]
+    print(json.dumps(summaries, indent=2) if args.format == "json" else _task_table(summaries))
+    return 0
+
+
+def _task_table(summaries: list[dict[str, Any]]) -> str:
+    """Split sizes read ``-`` while a task's source is not fetched."""
+    rows = []
+    for s in summaries:
+        sizes = s["splits"] or {}
+        rows.append(
+            [s["name"], s["version"], s["num_classes"]]
+            + [sizes.get(split, "-") for split in ("train", "validation", "test")]
+            + [s["source"]]
+        )
+    return _table(("id", "version", "classes", "train", "validation", "test", "source"), rows)
+
+
+def _add_data(commands: Subparsers) -> None:
+    parser = commands.add_parser("data", help="manage the data cache")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fetch = actions.add_parser("fetch", help="download task sources and registered resources into the cache")
+    fetch.add_argument("--tasks", nargs="+", metavar="TASK", help="these tasks (default: every task that needs no hub)")
+    fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fetch.set_defaults(func=_cmd_data_fetch)
+
+
+def _cmd_data_fetch(args: argparse.Namespace) -> int:
+    from cud_bench.data.tasks import fetch_data
+
+    for note in fetch_data(args.tasks, progress=not args.no_progress):
+        print(f"note: {note}", file=sys.stderr)
+    print(f"cache: {cache_dir()}")
+    return 0
+
+
+def _add_methods(commands: Subparsers) -> None:
+    parser = commands.add_parser("methods", help="list the registered methods with their three parts")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(func=_cmd_methods)
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from cud_bench.methods import describe_methods
+
+    rows = describe_methods()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        print(_table(("method", "teacher", "transform", "student"), [[r[k] or "-" for k in ("method", "teacher", "transform", "student")] for r in rows]))
+    return 0
+
+
+def _add_run(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="train and score every cell of a suite (resumes where it stopped)",
+        description="Expand a suite into task x method x seed x target protocol x student cells, train each "
+        "teacher once (cached), train and score every student on the clean test set and every applicable "
+        "shift, and write one JSON record (+ .npz predictions) per cell under OUT/<suite>/records/. "
+        "Finished cells are skipped, so an interrupted run resumes.",
+    )
+    parser.add_argument("--suite", default="cpu", help="a registered suite (smoke, cpu, finetune) or a suite YAML file")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="only these of the suite's tasks")
+    parser.add_argument("--methods", nargs="+", metavar="METHOD", help="only these of the suite's methods")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="only these seeds")
+    parser.add_argument("--out", default="runs", help="output directory (default: ./runs)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cud_bench.runner import run_suite
+    from cud_bench.suites import load_suite
+
+    suite = load_suite(args.suite).restrict(tasks=args.tasks, methods=args.methods, seeds=args.seeds)
+    summary = run_suite(suite, args.out, progress=not args.no_progress)
+    print(summary.report())
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table with left-aligned columns."""
+    rows = [tuple(header)] + [tuple(str(c) for c in row) for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_tasks, _add_data, _add_methods, _add_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cud-bench",
+        description="A robustness and calibration benchmark for calibrated knowledge distillation.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CudBenchError, RegistryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

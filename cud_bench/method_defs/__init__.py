@@ -1,0 +1,1 @@
+"""CUD and its two ablations, one registered method per module."""

@@ -1,0 +1,529 @@
+"""Classification, calibration and selective-prediction metrics, with bootstrap tests.
+
+Every number the benchmark stores is a :class:`MetricValue`: a float and the
+:class:`~cud_bench.specs.MetricSpec` that says what it means (``value.id`` such as
+``ece/uniform/15/l1``). Metrics are registered in :data:`METRICS` by spec name,
+so ``compute_all`` and the bootstrap read them from one place.
+
+Conventions (pinned by tests/test_metrics.py):
+
+- Input: ``probs`` of shape (n, C) with n >= 1 and C >= 2, entries in [0, 1],
+  rows summing to 1 within ``SUM_ATOL`` (so float16-stored probabilities pass);
+  ``labels`` of shape (n,), integers in [0, C). numpy arrays or CPU torch
+  tensors. Anything else raises one ``ValueError`` that names the problem.
+- The predicted class is the first class of maximal probability; its
+  probability is the confidence.
+- Calibration errors are fractions in [0, 1]; views may multiply by 100.
+- Bins are half-open, (lo, hi], except that the first also holds 0: a
+  confidence of exactly 1.0 falls in the last bin. ``uniform`` bins have equal
+  width. ``quantile`` bins (equal mass) have inner edges at the i/n_bins
+  empirical quantiles (inverted CDF) of the confidences, so without ties each
+  holds n/n_bins examples (+-1); tied confidences are never split, so a tie may
+  overfill one bin and leave another empty. Empty bins contribute nothing.
+- ECE = sum_b (n_b / n) |acc_b - conf_b|; MCE = max over non-empty bins of
+  |acc_b - conf_b|.
+- Classwise ECE (Kull et al. 2019) = mean over classes k of the ECE of p_k
+  against 1[y = k], over all n examples, in uniform bins.
+- Brier = mean over examples of sum_k (p_k - 1[y = k])^2, in [0, 2] (twice
+  scikit-learn's binary ``brier_score_loss``).
+- NLL = mean of -ln max(p_y, NLL_EPS), in nats.
+- AURC = mean over coverages k/n, k = 1..n, of the error rate of the k most
+  confident examples (Geifman et al. 2018). Within a run of tied confidences
+  the errors are spread evenly (the expectation over random tie-breaking), so
+  AURC does not depend on example order.
+- Macro-F1 averages per-class F1 over the classes present in labels or
+  predictions, as scikit-learn does.
+- Row sums use the array's precision (float32 or float64); sums over examples
+  use float64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from cud_bench.registry import Registry
+from cud_bench.specs import MetricSpec
+
+SUM_ATOL = 1e-3  # rows of probs must sum to 1 within this (float16 rounding is < 5e-4)
+NLL_EPS = 1e-12  # p_y is clipped here, so one example adds at most ~27.6 nats
+STRATEGIES = ("uniform", "quantile")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricValue:
+    """A metric's value and the spec that defines it; compare values only when ids match."""
+
+    value: float
+    spec: MetricSpec
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "value": self.value, "spec": self.spec.to_dict()}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Predictions:
+    """Validated probabilities and labels, with per-example summaries computed once, on first use.
+
+    Build it with :meth:`of` (which validates) to score many metrics: validation
+    and the argmax then run once, and metrics that need only ``probs`` and
+    ``labels`` (classwise ECE) skip the rest. ``probs`` stays float32 or float64
+    (float16 is widened to float32); the summaries are float64.
+    """
+
+    probs: np.ndarray  # (n, C)
+    labels: np.ndarray  # (n,) int64 in [0, C)
+
+    @classmethod
+    def of(cls, probs: Any, labels: Any) -> Predictions:
+        return cls(*_checked(probs, labels))
+
+    @functools.cached_property
+    def predicted(self) -> np.ndarray:
+        """(n,) the first class of maximal probability."""
+        return self.probs.argmax(axis=1)
+
+    @functools.cached_property
+    def confidence(self) -> np.ndarray:
+        """(n,) probability of the predicted class."""
+        return self.probs[np.arange(len(self.labels)), self.predicted].astype(np.float64)
+
+    @functools.cached_property
+    def true_prob(self) -> np.ndarray:
+        """(n,) probability of the label."""
+        return self.probs[np.arange(len(self.labels)), self.labels].astype(np.float64)
+
+    @functools.cached_property
+    def correct(self) -> np.ndarray:
+        return self.predicted == self.labels
+
+    @functools.cached_property
+    def sq_norm(self) -> np.ndarray:
+        """(n,) sum_k p_k^2, summed in probs' dtype."""
+        return np.einsum("ij,ij->i", self.probs, self.probs).astype(np.float64)
+
+    def take(self, rows: np.ndarray) -> Predictions:
+        """The examples at ``rows`` (a bootstrap resample), without re-validating."""
+        return _Rows(self, rows)  # type: ignore[return-value]  # same attributes, read lazily
+
+
+class _Rows:
+    """Some rows of a Predictions. Each array is indexed from the parent's on first
+    use, so a resample costs no argmax and no copy of ``probs`` unless a metric reads it."""
+
+    def __init__(self, parent: Predictions, rows: np.ndarray) -> None:
+        self._parent, self._rows = parent, rows
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        value = getattr(self._parent, name)[self._rows]
+        setattr(self, name, value)
+        return value
+
+
+METRICS: Registry[Callable[[Predictions, MetricSpec], float]] = Registry("metric")
+
+STANDARD_SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec("accuracy"),
+    MetricSpec("macro_f1"),
+    MetricSpec("nll"),
+    MetricSpec("brier"),
+    MetricSpec("ece", "uniform", 15, "l1"),
+    MetricSpec("ece", "quantile", 15, "l1"),
+    MetricSpec("classwise_ece", "uniform", 15, "l1"),
+    MetricSpec("mce", "uniform", 15, "max"),
+    MetricSpec("aurc"),
+    MetricSpec("mean_confidence"),
+)
+
+
+def evaluate(spec: MetricSpec, preds: Predictions) -> MetricValue:
+    """The metric ``spec`` names, on already validated predictions."""
+    return MetricValue(float(METRICS.get(spec.name)(preds, spec)), spec)
+
+
+def compute_all(probs: Any, labels: Any, specs: Sequence[MetricSpec] = STANDARD_SPECS) -> dict[str, MetricValue]:
+    """Every metric in ``specs``, keyed by spec id; the input is validated once."""
+    preds = Predictions.of(probs, labels)
+    return {spec.id: evaluate(spec, preds) for spec in specs}
+
+
+# -- public functions: floats, for one metric on raw arrays ---------------------------
+
+
+def accuracy(probs: Any, labels: Any) -> float:
+    """Fraction of examples whose predicted class is the label."""
+    return _score(MetricSpec("accuracy"), probs, labels)
+
+
+def macro_f1(probs: Any, labels: Any) -> float:
+    """Unweighted mean of per-class F1 over classes present in labels or predictions."""
+    return _score(MetricSpec("macro_f1"), probs, labels)
+
+
+def nll(probs: Any, labels: Any) -> float:
+    """Mean negative log-likelihood of the label in nats, p_y clipped at ``NLL_EPS``."""
+    return _score(MetricSpec("nll"), probs, labels)
+
+
+def brier(probs: Any, labels: Any) -> float:
+    """Multiclass Brier score in [0, 2]: mean squared distance to the one-hot label."""
+    return _score(MetricSpec("brier"), probs, labels)
+
+
+def mean_confidence(probs: Any, labels: Any) -> float:
+    """Mean top-class probability; compare with accuracy for over/under-confidence."""
+    return _score(MetricSpec("mean_confidence"), probs, labels)
+
+
+def aurc(probs: Any, labels: Any) -> float:
+    """Area under the risk-coverage curve of selecting by confidence, in [0, 1]; lower is better."""
+    return _score(MetricSpec("aurc"), probs, labels)
+
+
+def ece(probs: Any, labels: Any, n_bins: int = 15, strategy: str = "uniform") -> float:
+    """Top-label expected calibration error, a fraction in [0, 1]."""
+    return _score(MetricSpec("ece", strategy, n_bins, "l1"), probs, labels)
+
+
+def mce(probs: Any, labels: Any, n_bins: int = 15, strategy: str = "uniform") -> float:
+    """Top-label maximum calibration error over non-empty bins, in [0, 1]."""
+    return _score(MetricSpec("mce", strategy, n_bins, "max"), probs, labels)
+
+
+def classwise_ece(probs: Any, labels: Any, n_bins: int = 15) -> float:
+    """Mean over classes of the calibration error of p_k (Kull et al. 2019), uniform bins."""
+    return _score(MetricSpec("classwise_ece", "uniform", n_bins, "l1"), probs, labels)
+
+
+def _score(spec: MetricSpec, probs: Any, labels: Any) -> float:
+    return evaluate(spec, Predictions.of(probs, labels)).value
+
+
+# -- metric implementations ------------------------------------------------------------
+
+
+@METRICS.register("accuracy")
+def _accuracy(preds: Predictions, spec: MetricSpec) -> float:
+    return np.mean(preds.correct)
+
+
+@METRICS.register("macro_f1")
+def _macro_f1(preds: Predictions, spec: MetricSpec) -> float:
+    # Classes above both maxima are in neither labels nor predictions: skipped anyway.
+    size = 1 + max(preds.labels.max(), preds.predicted.max())
+    true = np.bincount(preds.labels, minlength=size)
+    predicted = np.bincount(preds.predicted, minlength=size)
+    hits = np.bincount(preds.labels[preds.correct], minlength=size)
+    present = true + predicted > 0
+    return np.mean(2 * hits[present] / (true + predicted)[present])
+
+
+@METRICS.register("nll")
+def _nll(preds: Predictions, spec: MetricSpec) -> float:
+    return -np.mean(np.log(np.maximum(preds.true_prob, NLL_EPS)))
+
+
+@METRICS.register("brier")
+def _brier(preds: Predictions, spec: MetricSpec) -> float:
+    # sum_k (p_k - onehot_k)^2 = sum_k p_k^2 - 2 p_y + 1
+    return np.mean(preds.sq_norm - 2 * preds.true_prob + 1)
+
+
+@METRICS.register("mean_confidence")
+def _mean_confidence(preds: Predictions, spec: MetricSpec) -> float:
+    return np.mean(preds.confidence)
+
+
+@METRICS.register("aurc")
+def _aurc(preds: Predictions, spec: MetricSpec) -> float:
+    order = np.argsort(-preds.confidence)
+    confidence, errors = preds.confidence[order], (~preds.correct[order]).astype(np.float64)
+    n = len(order)
+    starts = np.flatnonzero(np.r_[True, confidence[1:] != confidence[:-1]])  # runs of equal confidence
+    sizes = np.diff(np.r_[starts, n])
+    run_errors = np.add.reduceat(errors, starts)
+    errors_before = np.cumsum(run_errors) - run_errors
+    run = np.repeat(np.arange(len(starts)), sizes)
+    k = np.arange(1, n + 1)
+    expected_errors = errors_before[run] + (k - starts[run]) * (run_errors / sizes)[run]
+    return np.mean(expected_errors / k)
+
+
+@METRICS.register("ece")
+def _ece(preds: Predictions, spec: MetricSpec) -> float:
+    _check_norm(spec, "l1")
+    _, _, confidence, hits = _top_label_bins(preds, spec.n_bins, spec.binning)
+    return np.abs(hits - confidence).sum() / len(preds.labels)
+
+
+@METRICS.register("mce")
+def _mce(preds: Predictions, spec: MetricSpec) -> float:
+    _check_norm(spec, "max")
+    _, count, confidence, hits = _top_label_bins(preds, spec.n_bins, spec.binning)
+    full = count > 0
+    return np.max(np.abs(hits[full] - confidence[full]) / count[full])
+
+
+@METRICS.register("classwise_ece")
+def _classwise_ece(preds: Predictions, spec: MetricSpec) -> float:
+    _check_norm(spec, "l1")
+    if spec.binning != "uniform":
+        raise ValueError(f"classwise ECE uses uniform bins (Kull et al. 2019), got spec {spec.id}")
+    edges = _bin_edges(spec.n_bins, "uniform")
+    probs, labels = preds.probs, preds.labels
+    n, n_classes = probs.shape
+    # Entries at or below the first edge, most of them when C is large, all fall in
+    # bin 0, whose totals follow from column sums; only the rest are binned one by
+    # one. The threshold, in probs' dtype, is at most edges[1], so every skipped
+    # entry is in bin 0; entries it keeps that are still <= edges[1] get bin 0 below.
+    flat = np.flatnonzero(probs >= probs.dtype.type(edges[1]))
+    rows, cols = np.divmod(flat, n_classes)
+    values = probs.ravel()[flat].astype(np.float64)
+    index = cols * spec.n_bins + _bin_index(values, edges)
+    _, confidence, hits = _bin_sums(index, values, labels[rows] == cols, (n_classes, spec.n_bins))
+    confidence[:, 0] += probs.sum(axis=0, dtype=np.float64) - confidence.sum(axis=1)
+    hits[:, 0] += np.bincount(labels, minlength=n_classes) - hits.sum(axis=1)
+    return np.abs(hits - confidence).sum() / (n * n_classes)
+
+
+def _check_norm(spec: MetricSpec, norm: str) -> None:
+    if spec.norm != norm:
+        raise ValueError(f"metric {spec.name!r} is defined with norm {norm!r}, got spec {spec.id}")
+
+
+# -- binning ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ReliabilityBins:
+    """Per-bin statistics for a reliability diagram; empty bins have count 0 and NaN means."""
+
+    edges: np.ndarray  # (n_bins + 1,) bin b is (edges[b], edges[b + 1]]; the first also holds 0
+    count: np.ndarray  # (n_bins,) examples per bin
+    confidence: np.ndarray  # (n_bins,) mean confidence
+    accuracy: np.ndarray  # (n_bins,) fraction correct
+
+
+def reliability_bins(probs: Any, labels: Any, n_bins: int = 15, strategy: str = "uniform") -> ReliabilityBins:
+    """Top-label confidence and accuracy per bin, binned as ECE bins them."""
+    edges, count, confidence, hits = _top_label_bins(Predictions.of(probs, labels), n_bins, strategy)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ReliabilityBins(edges, count, confidence / count, hits / count)
+
+
+def _bin_edges(n_bins: int, strategy: str, confidence: np.ndarray | None = None) -> np.ndarray:
+    """The n_bins + 1 bin edges, from 0 to 1; ``quantile`` edges come from ``confidence``."""
+    _require_int("n_bins", n_bins, minimum=1)
+    if strategy == "uniform":
+        return np.linspace(0.0, 1.0, n_bins + 1)
+    if strategy == "quantile":
+        inner = np.quantile(confidence, np.arange(1, n_bins) / n_bins, method="inverted_cdf")
+        return np.concatenate(([0.0], inner, [1.0]))
+    raise ValueError(f"unknown binning strategy {strategy!r}; expected one of {STRATEGIES}")
+
+
+def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin b holds (edges[b], edges[b + 1]]; 0 goes to the first bin, 1.0 to the last."""
+    return np.searchsorted(edges[1:-1], values, side="left")
+
+
+def _bin_sums(
+    index: np.ndarray, values: np.ndarray, hits: np.ndarray, shape: tuple[int, ...]
+) -> tuple[np.ndarray, ...]:
+    """Per-bin count, summed values and number of hits, for flat bin ``index`` into ``shape``."""
+    size = int(np.prod(shape))
+    return tuple(np.bincount(index, weights=weights, minlength=size).reshape(shape) for weights in (None, values, hits))
+
+
+def _top_label_bins(preds: Predictions, n_bins: int, strategy: str) -> tuple[np.ndarray, ...]:
+    """Edges, then per-bin count, summed confidence and number correct."""
+    edges = _bin_edges(n_bins, strategy, preds.confidence)
+    index = _bin_index(preds.confidence, edges)
+    return (edges, *_bin_sums(index, preds.confidence, preds.correct, (n_bins,)))
+
+
+# -- out-of-distribution detection -----------------------------------------------------
+
+
+def ood_auroc(in_scores: Any, out_scores: Any) -> float:
+    """AUROC of telling in-distribution from OOD examples by a score.
+
+    In-distribution is the positive class and a higher score must mean "more
+    in-distribution" (e.g. confidence; negate an entropy). The value is the
+    probability that an in-distribution example outscores an OOD one, ties
+    counting half (the Mann-Whitney U statistic over n_in * n_out).
+    """
+    positive, negative = _scores(in_scores, "in_scores"), _scores(out_scores, "out_scores")
+    ranks = rankdata(np.concatenate([positive, negative]))  # ties get their average rank
+    n_pos, n_neg = len(positive), len(negative)
+    u = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
+
+
+def _scores(scores: Any, name: str) -> np.ndarray:
+    scores = _numpy(scores)
+    if scores.ndim != 1 or len(scores) == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {scores.shape}")
+    if not np.issubdtype(scores.dtype, np.number) or not np.isfinite(scores).all():
+        raise ValueError(f"{name} must be finite numbers (no NaN or infinity)")
+    return scores.astype(np.float64, copy=False)
+
+
+# -- bootstrap -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """A metric's estimate (averaged over seeds) and its percentile-bootstrap interval."""
+
+    estimate: MetricValue
+    low: float
+    high: float
+    level: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedDifference:
+    """metric(A) - metric(B), its percentile-bootstrap interval and two-sided p-value."""
+
+    spec: MetricSpec
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    level: float
+
+
+def bootstrap_interval(
+    spec: MetricSpec, probs: Any, labels: Any, *, seed: int, n_resamples: int = 1000, level: float = 0.95
+) -> Interval:
+    """Percentile-bootstrap interval of one method's metric.
+
+    ``probs`` is (n, C), or (n_seeds, n, C) for several training seeds scored on the
+    same n examples; then seeds and examples are both resampled and the estimate
+    is the mean over seeds.
+    """
+    estimates, replicates = _replicates(spec, [_per_seed(probs, labels)], seed, n_resamples)
+    low, high = _percentiles(replicates[:, 0], level)
+    return Interval(MetricValue(float(estimates[0]), spec), low, high, level)
+
+
+def paired_bootstrap(
+    spec: MetricSpec,
+    probs_a: Any,
+    probs_b: Any,
+    labels: Any,
+    *,
+    seed: int,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+) -> PairedDifference:
+    """Paired bootstrap test of metric(A) - metric(B) on the same examples.
+
+    ``probs_a`` and ``probs_b`` are (n, C), or (n_seeds, n, C) with seed i of A
+    paired with seed i of B. Each resample draws seeds and examples with
+    replacement, the same draws for both methods. The p-value inverts the
+    percentile interval: 2 * min(P*(d <= 0), P*(d >= 0)) with add-one smoothing,
+    capped at 1, so p < 1 - level about when the interval excludes 0.
+    """
+    a, b = _per_seed(probs_a, labels), _per_seed(probs_b, labels)
+    if len(a) != len(b):
+        raise ValueError(f"methods A and B must have the same number of seeds, got {len(a)} and {len(b)}")
+    estimates, replicates = _replicates(spec, [a, b], seed, n_resamples)
+    differences = replicates[:, 0] - replicates[:, 1]
+    low, high = _percentiles(differences, level)
+    tail = min(np.count_nonzero(differences <= 0), np.count_nonzero(differences >= 0))
+    p_value = min(1.0, 2 * (tail + 1) / (n_resamples + 1))
+    return PairedDifference(spec, float(estimates[0] - estimates[1]), low, high, p_value, level)
+
+
+def _per_seed(probs: Any, labels: Any) -> list[Predictions]:
+    probs = _numpy(probs)
+    return [Predictions.of(p, labels) for p in probs] if probs.ndim == 3 else [Predictions.of(probs, labels)]
+
+
+def _replicates(
+    spec: MetricSpec, methods: list[list[Predictions]], seed: int, n_resamples: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each method's seed-averaged metric, and (n_resamples, n_methods) bootstrap replicates.
+
+    A replicate draws seeds and examples with replacement, the same draws for all methods.
+    """
+    _require_int("seed", seed, minimum=0)  # None would draw fresh OS entropy: not reproducible
+    _require_int("n_resamples", n_resamples, minimum=1)
+    metric = METRICS.get(spec.name)
+    estimates = np.array([np.mean([metric(p, spec) for p in seeds]) for seeds in methods])
+    n_seeds, n = len(methods[0]), len(methods[0][0].labels)
+    rng = np.random.default_rng(seed)
+    replicates = np.empty((n_resamples, len(methods)))
+    for r in range(n_resamples):
+        seed_weights = np.bincount(rng.integers(0, n_seeds, n_seeds), minlength=n_seeds) / n_seeds
+        rows = rng.integers(0, n, n)
+        for m, seeds in enumerate(methods):
+            replicates[r, m] = sum(w * metric(seeds[s].take(rows), spec) for s, w in enumerate(seed_weights) if w)
+    return estimates, replicates
+
+
+def _percentiles(replicates: np.ndarray, level: float) -> tuple[float, float]:
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+# -- input validation ------------------------------------------------------------------
+
+
+def _require_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _numpy(x: Any) -> np.ndarray:
+    """A numpy view of an array-like or a (detached, CPU) torch tensor."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _checked(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``probs`` as float32/float64 and ``labels`` as int64, or a ValueError saying what is wrong.
+
+    Cheap on large inputs: one row-sum pass (NaN and infinity show up in the sums)
+    and one min and one max pass; no float64 copy of probs.
+    """
+    probs, labels = _numpy(probs), _numpy(labels)
+    if probs.ndim != 2 or probs.shape[0] < 1 or probs.shape[1] < 2:
+        raise ValueError(f"probs must have shape (n, C) with n >= 1 and C >= 2, got shape {probs.shape}")
+    if not np.issubdtype(probs.dtype, np.floating):
+        raise ValueError(f"probs must be floating point, got dtype {probs.dtype}")
+    if probs.dtype not in (np.float32, np.float64):
+        probs = probs.astype(np.float32)  # float16 rows cannot be summed precisely enough
+    n, n_classes = probs.shape
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) to match probs {probs.shape}, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"labels must be in [0, {n_classes}), got values from {labels.min()} to {labels.max()}")
+    sums = probs.sum(axis=1)
+    if not np.isfinite(sums).all():
+        row = np.flatnonzero(~np.isfinite(sums))[0]
+        raise ValueError(f"probs contain NaN or infinity (first in row {row})")
+    low, high = probs.min(), probs.max()
+    if low < 0 or high > 1:
+        raise ValueError(f"probs must be in [0, 1], got values from {low} to {high}")
+    off = np.abs(sums - 1) > SUM_ATOL
+    if off.any():
+        row = np.flatnonzero(off)[0]
+        raise ValueError(f"each row of probs must sum to 1 within {SUM_ATOL}; row {row} sums to {sums[row]:.6g}")
+    return probs, labels.astype(np.int64, copy=False)

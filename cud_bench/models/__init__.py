@@ -1,0 +1,1 @@
+"""Models: frozen pretrained encoders, the sentence-feature cache, and the trainable heads."""

@@ -1,0 +1,1 @@
+"""One module per pretrained encoder; each registers itself with ``register_encoder``."""

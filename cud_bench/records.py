@@ -1,0 +1,135 @@
+"""The result record: one JSON file per cell, plus its per-example predictions.
+
+Documented field by field (``RECORD_FIELDS``) so that every stored number says
+what it means and which specs produced it. A record is written only when the
+whole cell is finished (atomically, predictions first), so a file that exists
+is complete: an interrupted run resumes by skipping cells whose record exists.
+
+Record layout (``schema_version`` 1)::
+
+    schema_version   int   this layout's version (upgrades live in leaderboard/)
+    cell             {suite, task, method, seed, protocol, student}: the cell's key
+    specs            {task, method, suite, teacher_arch, student_arch, shifts}:
+                     each {"hash": ..., "spec": {...}} — the frozen specs used
+    student          {"clean": Scores, "shifts": {shift_id: {severity: Scores}}}
+    teacher          {"recipe", "clean": Scores, "shifts": ..., "train_accuracy",
+                      "targets": {"rows_changed", "temperature"}, "selection": TrainCard}
+                     (null for methods without a teacher)
+    training         TrainCard of the student
+    predictions      file name of the .npz beside the record (float16 probabilities)
+    provenance       {cud_bench_version, git_commit, python, libraries, hardware,
+                      created, wall_s: {stage: seconds}}
+
+``Scores`` = {"raw": {metric_id: value}, "ts": {metric_id: value}, "temperature": T,
+"n": examples}: ``raw`` from the model's probabilities, ``ts`` after the post-hoc
+temperature fitted on clean validation data only (never refitted under shift).
+Metric ids are :class:`cud_bench.specs.MetricSpec` ids (``ece/uniform/15/l1``...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import cud_bench
+from cud_bench.errors import CudBenchError
+from cud_bench.io import atomic_path, write_json_atomic
+
+SCHEMA_VERSION = 1
+LIBRARIES = ("torch", "transformers", "datasets", "numpy", "scikit-learn", "nlpaug", "textattack")
+
+
+@dataclasses.dataclass(frozen=True)
+class CellKey:
+    suite: str
+    task: str
+    method: str
+    seed: int
+    protocol: str
+    student: str
+
+    @property
+    def stem(self) -> str:
+        """File-name stem: one record per cell, readable in a directory listing."""
+        return f"{self.task}__{self.method}__{self.student}__{self.protocol}__seed{self.seed}"
+
+    def record_path(self, out_dir: Path) -> Path:
+        return Path(out_dir) / self.suite / "records" / f"{self.stem}.json"
+
+
+def write_record(out_dir: Path, key: CellKey, record: dict[str, Any], predictions: dict[str, np.ndarray]) -> Path:
+    """Write predictions then the record, each atomically; the record's existence marks the cell done."""
+    path = key.record_path(out_dir)
+    pred_path = path.with_suffix(".npz")
+    with atomic_path(pred_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{k: _compact(v) for k, v in predictions.items()})
+    record = {**record, "schema_version": SCHEMA_VERSION, "cell": dataclasses.asdict(key), "predictions": pred_path.name}
+    write_json_atomic(path, record)
+    return path
+
+
+def _compact(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float16) if np.issubdtype(a.dtype, np.floating) else a
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Read one record; a torn or hand-broken file gives an error naming it."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CudBenchError(f"cannot read result record {path}: {exc}") from None
+    if not isinstance(record, dict) or "cell" not in record:
+        raise CudBenchError(f"{path} is not a cud-bench result record")
+    return record
+
+
+def read_predictions(record_path: Path) -> dict[str, np.ndarray]:
+    record = read_record(record_path)
+    pred = Path(record_path).parent / record["predictions"]
+    try:
+        with np.load(pred, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise CudBenchError(f"cannot read predictions {pred}: {exc}") from None
+
+
+def is_done(out_dir: Path, key: CellKey) -> bool:
+    path = key.record_path(out_dir)
+    return path.exists() and path.with_suffix(".npz").exists()
+
+
+def provenance(wall_s: dict[str, float]) -> dict[str, Any]:
+    libs = {}
+    for lib in LIBRARIES:
+        try:
+            libs[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            libs[lib] = None
+    return {
+        "cud_bench_version": cud_bench.__version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "libraries": libs,
+        "hardware": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "wall_s": {k: round(v, 3) for k, v in wall_s.items()},
+    }
+
+
+def git_commit() -> str | None:
+    """The commit of the code that produced a number (with "+dirty" for local edits)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha + ("+dirty" if dirty else "")

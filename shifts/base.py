@@ -1,0 +1,199 @@
+"""The shift registry's building blocks: :class:`ShiftSpec`, :class:`ShiftedSet` and :class:`Shift`.
+
+A shift turns a task into an evaluation set that differs from the clean test
+set in one named way. Whatever the family, the runner receives one of three
+shapes (``ShiftSpec.kind``), so it scores every shift with the same code:
+
+* ``labelled``: new texts with labels in the task's label space (corrupted
+  test texts, another domain's texts, ...);
+* ``subset``: positions in the task's clean ``test`` split (class-frequency
+  buckets, ambiguous examples): the runner reuses the clean predictions;
+* ``out-of-scope``: texts with no in-scope label, for detecting them.
+
+Adding a shift is one module in :mod:`shifts.defs` that calls
+:func:`register_shift`; code outside this repository can use the entry-point
+group ``cud_bench.shifts``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+from cud_bench.data.tasks import get_task
+from cud_bench.errors import CudBenchError
+from cud_bench.registry import Registry
+from cud_bench.specs import Spec
+
+FAMILIES = ("corruption", "domain", "long-tail", "ambiguous", "held-out")
+KINDS = ("labelled", "subset", "out-of-scope")
+EVERY_TASK = "*"
+INPUTS = ("teacher_probs",)  # what a shift may ask the runner for, besides the task
+
+
+@dataclasses.dataclass(frozen=True)
+class ShiftSpec(Spec):
+    """Everything that defines a shift's evaluation sets; a change to a hashed field is a new version.
+
+    ``tasks`` are the task names it applies to (``("*",)``: every task).
+    ``severities`` are 1, 2, ...; ``levels`` is either empty (one setting) or
+    the parameter each severity sets, growing with severity, in the unit
+    ``level_meaning`` names. ``max_examples`` caps each set (chosen
+    deterministically, see :func:`shifts.selection.first_by_hash`); ``None``:
+    no cap. ``requires`` names runner inputs the shift needs (see
+    :data:`INPUTS`). ``params`` pins every other setting (augmenter options,
+    keyword rules, group lists) as ``(key, value)`` pairs.
+    """
+
+    name: str
+    version: int
+    family: str
+    kind: str
+    tasks: tuple[str, ...]
+    severities: tuple[int, ...]
+    levels: tuple[float, ...]
+    max_examples: int | None
+    source: str
+    requires: tuple[str, ...] = ()
+    params: tuple[tuple[str, Any], ...] = ()
+    level_meaning: str = dataclasses.field(default="", metadata={"hash": False})
+    description: str = dataclasses.field(default="", metadata={"hash": False})
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.family not in FAMILIES:
+            problems.append(f"family {self.family!r} is not one of {FAMILIES}")
+        if self.kind not in KINDS:
+            problems.append(f"kind {self.kind!r} is not one of {KINDS}")
+        if not self.tasks:
+            problems.append("it applies to no task")
+        if self.severities != tuple(range(1, len(self.severities) + 1)):
+            problems.append(f"severities must be 1, 2, ..., got {self.severities}")
+        if self.levels and len(self.levels) != len(self.severities):
+            problems.append("levels must be empty or one per severity")
+        if self.max_examples is not None and self.max_examples < 1:
+            problems.append("max_examples must be positive or None")
+        if set(self.requires) - set(INPUTS):
+            problems.append(f"requires {self.requires}, but the runner only provides {INPUTS}")
+        if problems:
+            raise ValueError(f"shift {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def id(self) -> str:
+        """Versioned id such as ``char-keyboard@v1``."""
+        return f"{self.name}@v{self.version}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ShiftedSet:
+    """One evaluation set: a shift applied to a task at a severity.
+
+    ``ids`` name the examples (for per-example records). By ``kind``:
+    ``labelled`` fills ``texts`` and ``labels`` (ids into the task's
+    ``ClassLabel``); ``subset`` fills ``indices`` (positions in the task's
+    clean ``test`` split, increasing; ``ids`` are those rows' ids);
+    ``out-of-scope`` fills ``texts``. A set may be empty (e.g. no tail class),
+    which the runner skips. Capped sets keep a fixed pseudo-random order, so
+    their first ``n`` examples are themselves a deterministic sample.
+    """
+
+    shift: str
+    task: str
+    severity: int
+    kind: str
+    ids: tuple[str, ...]
+    texts: tuple[str, ...] = ()
+    labels: tuple[int, ...] = ()
+    indices: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        expected = {
+            "labelled": (n, n, 0),
+            "subset": (0, 0, n),
+            "out-of-scope": (n, 0, 0),
+        }.get(self.kind)
+        if expected is None:
+            raise ValueError(f"kind {self.kind!r} is not one of {KINDS}")
+        if (len(self.texts), len(self.labels), len(self.indices)) != expected:
+            raise ValueError(
+                f"a {self.kind} set of {n} ids needs (texts, labels, indices) of lengths {expected}, got "
+                f"{(len(self.texts), len(self.labels), len(self.indices))}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class Shift(abc.ABC):
+    """A registered shift: its frozen :class:`ShiftSpec` and the code that builds its sets."""
+
+    spec: ShiftSpec
+
+    def applies_to(self, task: str) -> bool:
+        """Whether the shift fits the task (a name or ``name@vN``); nothing is loaded."""
+        return EVERY_TASK in self.spec.tasks or task.partition("@v")[0] in self.spec.tasks
+
+    def apply(
+        self, task: str, severity: int, *, seed: int = 0, teacher_probs: Sequence[np.ndarray] | None = None
+    ) -> ShiftedSet:
+        """The evaluation set for ``task`` at ``severity``.
+
+        ``seed`` only matters for random shifts (corruptions); the benchmark
+        passes 0 so that every method and training seed meets the same texts.
+        ``teacher_probs`` (required when ``"teacher_probs"`` is in
+        ``spec.requires``): one ``(n_test, n_classes)`` array per
+        differently seeded teacher, for the task's clean test split.
+        """
+        if not self.applies_to(task):
+            raise CudBenchError(
+                f"shift {self.spec.id} does not apply to task {task!r}; it applies to: {', '.join(self.spec.tasks)}"
+            )
+        self.level(severity)  # checks the severity
+        if "teacher_probs" in self.spec.requires and not teacher_probs:
+            raise CudBenchError(f"shift {self.spec.id} needs the test probabilities of the task's teachers (teacher_probs)")
+        return self.build(get_task(task).spec.name, severity, seed, teacher_probs)
+
+    @abc.abstractmethod
+    def build(
+        self, task: str, severity: int, seed: int, teacher_probs: Sequence[np.ndarray] | None
+    ) -> ShiftedSet:
+        """Build the set; arguments are already checked (``task`` is the bare task name)."""
+
+    def subset(self, task: str, severity: int, test_ids: Sequence[str], indices: np.ndarray) -> ShiftedSet:
+        """A ``subset`` set: ``indices`` (increasing) into the test split whose ids are ``test_ids``."""
+        return ShiftedSet(
+            shift=self.spec.id,
+            task=get_task(task).spec.id,
+            severity=severity,
+            kind="subset",
+            ids=tuple(test_ids[i] for i in indices),
+            indices=tuple(int(i) for i in indices),
+        )
+
+    def level(self, severity: int) -> float | None:
+        """The parameter ``severity`` sets (see ``spec.levels``); None for a shift without levels."""
+        if severity not in self.spec.severities:
+            raise CudBenchError(f"shift {self.spec.id} has no severity {severity!r}; its severities are {self.spec.severities}")
+        return self.spec.levels[severity - 1] if self.spec.levels else None
+
+
+shifts: Registry[Shift] = Registry("shift", entry_point_group="cud_bench.shifts", discover=("shifts.defs",))
+
+
+def register_shift(shift: Shift) -> Shift:
+    """Register ``shift`` under its spec's name; returns it (one call per definition module)."""
+    shifts.register(shift.spec.name, shift)
+    return shift
+
+
+def get_shift(name: str) -> Shift:
+    """The shift named ``name`` or ``name@vN`` (the version must be the registered one)."""
+    base, _, version = name.partition("@v")
+    shift = shifts.get(base)
+    if version and version != str(shift.spec.version):
+        raise CudBenchError(f"shift {base!r} is at version {shift.spec.version}; version {version} is not available")
+    return shift

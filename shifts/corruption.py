@@ -1,0 +1,200 @@
+"""Lexical corruption of a task's test texts, deterministic per example.
+
+Each corruption is an nlpaug augmenter (``augmenter``, as ``module:Class``)
+with fixed ``options`` and one rate option that the severity sets: severities
+1..5 set it to :data:`LEVELS`, a fraction of the words of each text (nlpaug
+rounds the count up, so at least one word changes). Every option is in the
+spec's ``params``; nothing is left to nlpaug's defaults that matter for rates
+(its default caps of 10 edits per text are lifted). Texts are split on
+whitespace and rejoined with single spaces, so runs of whitespace collapse;
+nlpaug's own tokenizer would split "don't" into "don ' t" everywhere.
+
+Determinism: nlpaug draws every random choice through its ``sample`` method,
+which uses the global ``random`` module. Here that method is replaced on each
+augmenter by one that draws from a private generator, reseeded for every
+example from ``blake2b(f"{example id}|{shift id}|{severity}|{seed}")``. An
+example's corruption therefore depends on nothing else: not the batch, the
+order, the process, or any other use of ``random``; the global generator is
+never touched.
+
+A task's corrupted set is its first :data:`CAP` test examples in
+:func:`shifts.selection.hash_order`, the same examples for every corruption,
+cached as JSON under ``<cache>/shifts/corruption/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import random
+import struct
+from typing import Any, Mapping, Sequence
+
+from cud_bench.data.tasks import get_task, task_cache_path
+from cud_bench.io import cache_dir, write_json_atomic
+from shifts.base import EVERY_TASK, Shift, ShiftedSet, ShiftSpec
+from shifts.selection import capped, task_rows
+
+CAP = 200  # test examples per task and corruption: bounds the encoding cost of 10 corruptions x 5 severities
+LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5)
+NLPAUG = "pypi:nlpaug==1.1.11"
+# Character corruptions: the level is the fraction of words hit; one character in each word hit
+# (two in words over 10 characters), words of 2 or more characters, no cap on either count.
+CHAR_OPTIONS = {"aug_char_p": 0.1, "aug_char_min": 1, "aug_char_max": None, "aug_word_min": 1, "aug_word_max": None, "min_char": 2}
+CHAR_LEVELS = "fraction of words with a character error"
+# Word corruptions: the level is the fraction of words changed, no cap on the count.
+WORD_OPTIONS = {"aug_min": 1, "aug_max": None}
+
+
+def example_key(example_id: str, shift_id: str, severity: int, seed: int) -> bytes:
+    """What one example's random stream is drawn from (see :class:`HashStream`)."""
+    return f"{example_id}|{shift_id}|{severity}|{seed}".encode("utf-8")
+
+
+class HashStream(random.Random):
+    """``random.Random`` whose bits are ``blake2b(key ‖ block number)``: one stream per example key.
+
+    Why not reseed a Mersenne Twister per example: seeding one costs about as
+    much as corrupting a short text. Here "seeding" just stores the key; each
+    64-byte blake2b block then gives sixteen 32-bit words, drawn last first. The
+    stream is a pure function of the key, like a counter-mode cipher.
+    """
+
+    def seed(self, a: bytes | str | int | None = None, version: int = 2) -> None:
+        self._key = a if isinstance(a, bytes) else str(a).encode("utf-8")
+        self._block = 0
+        self._words: list[int] = []
+
+    def getstate(self) -> tuple[bytes, int, tuple[int, ...]]:
+        return self._key, self._block, tuple(self._words)
+
+    def setstate(self, state: tuple[bytes, int, tuple[int, ...]]) -> None:
+        self._key, self._block, words = state
+        self._words = list(words)
+
+    def _word(self) -> int:
+        """The next 32 random bits."""
+        if not self._words:
+            digest = hashlib.blake2b(self._key + self._block.to_bytes(8, "little"), digest_size=64).digest()
+            self._words = list(struct.unpack("<16I", digest))  # drawn from the end
+            self._block += 1
+        return self._words.pop()
+
+    def random(self) -> float:
+        return ((self._word() >> 5) * 67108864 + (self._word() >> 6)) * 2.0**-53  # 53 bits, as CPython's own
+
+    def getrandbits(self, k: int) -> int:
+        if not 0 <= k <= 32:
+            raise ValueError(f"HashStream gives at most 32 bits at once, not {k}")
+        return self._word() >> (32 - k)
+
+    def _randbelow(self, n: int) -> int:
+        """Uniform in [0, n) by rejection on the top bits; the hot path of choice() and sample()."""
+        shift = 32 - n.bit_length()
+        if shift < 0:
+            raise ValueError(f"HashStream draws below 2**32 only, not below {n}")
+        r = self._word() >> shift
+        while r >= n:
+            r = self._word() >> shift
+        return r
+
+
+class _Sampler:
+    """Stands in for nlpaug's ``Augmenter.sample`` (``random.sample`` on the global generator)."""
+
+    def __init__(self) -> None:
+        self.rng = HashStream()
+
+    def __call__(self, population: Sequence[Any], num: int) -> list[Any]:
+        if num == 1:  # nlpaug's most frequent call: one uniform pick
+            return [population[self.rng._randbelow(len(population))]]
+        return self.rng.sample(population, num)
+
+
+class Corruption(Shift):
+    """A lexical corruption applicable to every task; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        augmenter: str,
+        rate_option: str,
+        options: Mapping[str, Any],
+        description: str,
+        level_meaning: str,
+        source: str = NLPAUG,
+        version: int = 1,
+    ) -> None:
+        self.spec = ShiftSpec(
+            name=name,
+            version=version,
+            family="corruption",
+            kind="labelled",
+            tasks=(EVERY_TASK,),
+            severities=tuple(range(1, len(LEVELS) + 1)),
+            levels=LEVELS,
+            max_examples=CAP,
+            source=source,
+            params=(("augmenter", augmenter), ("rate_option", rate_option), *sorted(options.items())),
+            level_meaning=level_meaning,
+            description=description,
+        )
+        self._augmenter_path = augmenter
+        self._rate_option = rate_option
+        self._options = dict(options)
+        self._sampler = _Sampler()
+        self._augmenters: dict[int, Any] = {}
+
+    def corrupt(self, ids: Sequence[str], texts: Sequence[str], severity: int, seed: int = 0) -> list[str]:
+        """``texts[i]`` corrupted as example ``ids[i]``; the same pair always gives the same text."""
+        if len(ids) != len(texts):
+            raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
+        augmenter = self._augmenter(severity)
+        action = getattr(augmenter, augmenter.action)  # e.g. substitute(text) -> text
+        out = []
+        for example_id, text in zip(ids, texts):
+            self._sampler.rng.seed(example_key(example_id, self.spec.id, severity, seed))
+            out.append(action(text))
+        return out
+
+    def build(self, task: str, severity: int, seed: int, teacher_probs: Any) -> ShiftedSet:
+        task_spec = get_task(task).spec
+        path = (
+            cache_dir() / "shifts" / "corruption" / f"{self.spec.name}-v{self.spec.version}-{self.spec.spec_hash()}"
+            / task_cache_path(task_spec).name / f"severity{severity}-seed{seed}.json"
+        )  # fmt: skip
+        if path.is_file():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            rows = capped(task_rows(task, ("test",)), self.spec.max_examples)
+            ids = rows["id"].tolist()
+            stored = {
+                "ids": ids,
+                "texts": self.corrupt(ids, rows["text"].tolist(), severity, seed),
+                "labels": rows["label"].tolist(),
+            }
+            write_json_atomic(path, stored)
+        return ShiftedSet(
+            shift=self.spec.id,
+            task=task_spec.id,
+            severity=severity,
+            kind="labelled",
+            ids=tuple(stored["ids"]),
+            texts=tuple(stored["texts"]),
+            labels=tuple(stored["labels"]),
+        )
+
+    def _augmenter(self, severity: int) -> Any:
+        if severity not in self._augmenters:
+            module, _, cls = self._augmenter_path.partition(":")
+            augmenter = getattr(importlib.import_module(module), cls)(
+                **self._options,
+                **{self._rate_option: self.level(severity)},
+                tokenizer=str.split,
+                reverse_tokenizer=" ".join,
+            )
+            augmenter.sample = self._sampler  # every random draw nlpaug makes goes through sample()
+            self._augmenters[severity] = augmenter
+        return self._augmenters[severity]

@@ -1,0 +1,1 @@
+"""One module per registered shift; each calls :func:`shifts.base.register_shift` once."""

@@ -1,0 +1,167 @@
+"""Heads and architectures: networks, hashing, batching of prepared inputs, specs, registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cud_bench.errors import CudBenchError
+from cud_bench.models.architectures import (
+    BagInputs,
+    HashedBagSpec,
+    MLPSpec,
+    TokenInputs,
+    architectures,
+    hashed_ngrams,
+)
+from cud_bench.models.heads import HashedBagClassifier, MeanPoolClassifier, MLPHead
+from cud_bench.registry import RegistryError
+from cud_bench.train import TrainConfig
+
+
+# -- hashing ------------------------------------------------------------------------------
+
+
+def test_hashed_ngrams_golden_values():
+    # Published CRC-32 values: crc32(b"hello") = 0x3610A686 = 907060870,
+    # crc32(b"world") = 0x3A771143 = 980881731, crc32(b"hello world") = 0x0D4A1185 = 222957957.
+    assert hashed_ngrams("Hello, World!", 1000) == [870, 731, 957]
+    assert hashed_ngrams("hello", 2**18) == [907060870 % 2**18]
+    assert hashed_ngrams("  ...  ", 1000) == []
+
+
+def test_hashed_ngrams_are_the_same_in_another_process():
+    texts = ["The movie was GREAT, really great.", "naïve café — über 2 cool", ""]
+    code = (
+        "import json, sys; from cud_bench.models.architectures import hashed_ngrams; "
+        "print(json.dumps([hashed_ngrams(t, 2**18) for t in json.loads(sys.argv[1])]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(texts)],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},  # str hash() would differ; crc32 must not
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out) == [hashed_ngrams(t, 2**18) for t in texts]
+
+
+# -- prepared inputs -----------------------------------------------------------------------
+
+
+def test_bag_inputs_select_gathers_each_texts_ids():
+    texts = ["a b c", "", "d e", "f"]
+    arch = architectures.get("hashed-bag")(n_buckets=101)
+    inputs = arch.prepare(texts, None)
+    assert isinstance(inputs, BagInputs) and len(inputs) == 4
+    ids, offsets = inputs.select(torch.tensor([2, 1, 0, 3]))
+    expected = [hashed_ngrams(texts[i], 101) for i in (2, 1, 0, 3)]
+    assert ids.tolist() == [i for seq in expected for i in seq]
+    assert offsets.tolist() == [0, 3, 3, 8]  # "d e": 2 words + 1 bigram; "": none; "a b c": 3 + 2
+
+
+def test_token_inputs_pad_each_batch_to_its_longest_text():
+    inputs = TokenInputs(torch.tensor([[5, 6, 7, 0], [8, 0, 0, 0], [9, 9, 9, 9]]), torch.tensor([3, 1, 4]))
+    ids, mask = inputs.select(torch.tensor([1, 0]))
+    assert ids.tolist() == [[8, 0, 0], [5, 6, 7]]
+    assert mask.tolist() == [[1, 0, 0], [1, 1, 1]]
+
+
+def test_mlp_prepare_checks_features():
+    arch = architectures.get("mlp")(encoder="minilm-l6")
+    x = np.random.default_rng(0).normal(size=(3, 384))
+    inputs = arch.prepare(["a", "b", "c"], x)
+    assert inputs.select(torch.tensor([2]))[0].dtype == torch.float32
+    assert np.array_equal(inputs.select(torch.tensor([2, 0]))[0].numpy(), x[[2, 0]].astype(np.float32))
+    with pytest.raises(CudBenchError, match="needs the 'minilm-l6' features"):
+        arch.prepare(["a"], None)
+    with pytest.raises(CudBenchError, match=r"shape \(3, 384\)"):
+        arch.prepare(["a", "b", "c"], x[:, :100])
+    x[1, 5] = np.nan
+    with pytest.raises(CudBenchError, match="NaN"):
+        arch.prepare(["a", "b", "c"], x)
+
+
+# -- networks ------------------------------------------------------------------------------
+
+
+def test_mlp_head_shape():
+    head = MLPHead(in_dim=8, hidden=16, num_classes=3, dropout=0.5).eval()
+    assert head(torch.zeros(5, 8)).shape == (5, 3)
+
+
+def test_empty_bag_gives_the_classifier_bias():
+    model = HashedBagClassifier(n_buckets=50, dim=4, num_classes=3)
+    logits = model(torch.tensor([7, 9]), torch.tensor([0, 0]))  # text 0 is empty, text 1 has ids 7 and 9
+    assert torch.equal(logits[0], model.classifier.bias)
+    mean = model.embedding.weight[[7, 9]].mean(dim=0)
+    assert torch.allclose(logits[1], model.classifier(mean))
+
+
+def test_mean_pooling_ignores_padding():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=20, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    model = MeanPoolClassifier(BertModel(config, add_pooling_layer=False), 16, 3, dropout=0.1).eval()
+    short = model(torch.tensor([[2, 5, 6, 3]]), torch.tensor([[1, 1, 1, 1]]))
+    padded = model(torch.tensor([[2, 5, 6, 3, 0, 0]]), torch.tensor([[1, 1, 1, 1, 0, 0]]))
+    assert torch.allclose(short, padded, atol=1e-6)
+
+
+# -- specs and registry --------------------------------------------------------------------
+
+
+def test_registry_lists_the_architectures_and_suggests_names():
+    assert {"mlp", "hashed-bag", "finetune"} <= set(architectures.names())
+    with pytest.raises(RegistryError, match="did you mean 'hashed-bag'"):
+        architectures.get("hashed_bag")
+
+
+def test_overrides_and_defaults_make_the_spec():
+    mlp = architectures.get("mlp")
+    student = mlp(encoder="minilm-l6", hidden=128, train={"epochs": 5})
+    assert student.spec == MLPSpec(
+        name="mlp", train=TrainConfig(epochs=5, batch_size=64, lr=1e-3, weight_decay=0.01), encoder="minilm-l6", hidden=128
+    )
+    assert student.needs_features == "minilm-l6"
+    assert student.spec.spec_hash() != mlp().spec.spec_hash()
+    assert mlp().spec.spec_hash() == mlp().spec.spec_hash()
+    bag = architectures.get("hashed-bag")()
+    assert bag.spec == HashedBagSpec(name="hashed-bag", train=bag.default_train) and bag.needs_features is None
+    assert bag.spec.n_buckets == 2**18
+
+
+def test_finetune_defaults_are_the_papers_setup():
+    cfg = architectures.get("finetune")().spec.train
+    assert (cfg.batch_size, cfg.weight_decay, cfg.grad_clip, cfg.warmup_ratio, cfg.schedule) == (32, 0.01, 1.0, 0.1, "cosine")
+    assert architectures.get("finetune")().spec.max_length == 128
+
+
+def test_unknown_hyperparameters_are_refused():
+    with pytest.raises(CudBenchError, match="no hyperparameter hiden"):
+        architectures.get("mlp")(hiden=3)
+    with pytest.raises(CudBenchError, match="no hyperparameter epoch "):
+        architectures.get("mlp")(train={"epoch": 3})
+    with pytest.raises(ValueError, match="checkpoint rule"):
+        TrainConfig(selection="last-epoch")
+    with pytest.raises(ValueError):
+        TrainConfig(schedule="sawtooth")
+
+
+def test_build_is_seeded_and_leaves_the_global_generator_alone():
+    arch = architectures.get("hashed-bag")(n_buckets=1000, dim=8)
+    before = torch.get_rng_state()
+    a, b, c = arch.build(4, seed=1), arch.build(4, seed=1), arch.build(4, seed=2)
+    assert torch.equal(torch.get_rng_state(), before)
+    for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+        assert torch.equal(pa, pb), name
+        assert not torch.equal(pa, pc), name
+    with pytest.raises(CudBenchError, match="at least 2 classes"):
+        arch.build(1, seed=0)
