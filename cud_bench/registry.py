@@ -30,8 +30,8 @@ class Registry(Generic[T]):
 
     ``kind`` names what is registered (used in error messages). ``entry_point_group``
     is an optional ``importlib.metadata`` group whose entry points are loaded the
-    first time the registry is read. ``discover`` names packages whose submodules are
-    imported on first read, so every module holding a ``@register`` is seen.
+    first time the registry is read. ``discover`` names modules or packages (with
+    every submodule) imported on first read, so each module holding a ``@register`` is seen.
     """
 
     def __init__(
@@ -121,8 +121,8 @@ class Registry(Generic[T]):
         return len(self.names())
 
 
-def import_submodules(package: str) -> None:
-    """Import every module below ``package`` so their decorators run."""
-    pkg = importlib.import_module(package)
-    for info in pkgutil.walk_packages(pkg.__path__, prefix=pkg.__name__ + "."):
+def import_submodules(name: str) -> None:
+    """Import a module, or a package and every module below it, so their registrations run."""
+    module = importlib.import_module(name)
+    for info in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=module.__name__ + "."):
         importlib.import_module(info.name)

@@ -33,7 +33,7 @@ from cud_bench import calibration, metrics
 from cud_bench.data.splits import stratified_holdout
 from cud_bench.data.tasks import TaskSpec, get_task, load_task
 from cud_bench.errors import CudBenchError
-from cud_bench.io import cache_dir, write_json_atomic
+from cud_bench.io import atomic_path, cache_dir, write_json_atomic
 from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture, ModelInputs
 from cud_bench.models.features import encode
@@ -152,6 +152,7 @@ class TeacherStore:
         self.trained: collections.Counter[str] = collections.Counter()
         self.reused: collections.Counter[str] = collections.Counter()
         self._memo: dict[str, Trained] = {}
+        self._shift_memo: dict[tuple[str, str], dict[str, Any]] = {}
 
     def key(self, data: TaskData, recipe: Component, seed: int, fold: int | None) -> str:
         parts = {
@@ -187,6 +188,26 @@ class TeacherStore:
             assignment[members[rng.permutation(len(members))]] = np.arange(len(members)) % self.n_folds
         return [np.flatnonzero(assignment == k) for k in range(self.n_folds)]
 
+    def shift_scores(self, data: TaskData, recipe: Component, seed: int, shift_sets: ShiftSets) -> dict[str, Any]:
+        """The full-data teacher's scores on every shifted set (computed once per teacher and run)."""
+        key = ("shifts", self.key(data, recipe, seed, None))
+        if key not in self._shift_memo:
+            teacher = self.full(data, recipe, seed)
+            self._shift_memo[key] = shift_sets.score(self.arch, teacher.model, teacher.logits["test"], teacher.temperature, self.inputs)[0]
+        return self._shift_memo[key]
+
+    def seed_ensemble(self, data: TaskData, seeds: tuple[int, ...]) -> list[np.ndarray]:
+        """Full-test-split probabilities of the CE teachers of every seed (for model-defined ambiguity)."""
+        from cud_bench.recipes import component
+
+        full_test = load_task(data.spec.name)["test"]["text"]
+        x = self.inputs(self.arch, tuple(full_test))
+        ce = component("teacher", "ce")
+        return [
+            calibration.apply_temperature(predict_logits(self.arch, self.full(data, ce, seed).model, x), 1.0)
+            for seed in seeds
+        ]
+
     def _get(self, data: TaskData, recipe: Component, seed: int, fold: int | None) -> Trained:
         key = self.key(data, recipe, seed, fold)
         if key in self._memo:
@@ -220,10 +241,10 @@ class TeacherStore:
             logits["heldout"] = predict_logits(self.arch, model, self.inputs(self.arch, tuple(data.train.texts[i] for i in held)))
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        with _tmp(folder / "model.safetensors") as tmp:
+        with atomic_path(folder / "model.safetensors") as tmp:
             save_file(state, str(tmp))
-        with _tmp(folder / "logits.npz") as tmp:
-            np.savez(tmp, **logits)
+        with atomic_path(folder / "logits.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **logits)
         write_json_atomic(folder / "card.json", card)  # last: marks the teacher complete
         return model, logits, card
 
@@ -243,23 +264,6 @@ class TeacherStore:
         return model, logits, card
 
 
-class _tmp:
-    """Write to ``path`` atomically through a temporary file with the same suffix (numpy/safetensors need it)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-
-    def __enter__(self) -> Path:
-        return self.tmp
-
-    def __exit__(self, exc_type, *_: Any) -> None:
-        if exc_type is None:
-            self.tmp.replace(self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
 # -- scoring -----------------------------------------------------------------------------
 def scores(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, Any]:
     """Every standard metric raw and after post-hoc temperature scaling (T fitted on clean validation data)."""
@@ -271,6 +275,101 @@ def scores(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[s
         "temperature": temperature,
         "n": int(len(labels)),
     }
+
+
+def ood_scores(in_logits: np.ndarray, out_logits: np.ndarray, temperature: float) -> dict[str, Any]:
+    """Out-of-scope detection: AUROC of max-probability and of negative entropy (in-scope = positive),
+    and the mean confidence on out-of-scope inputs; raw and after post-hoc temperature scaling."""
+
+    def one(T: float) -> dict[str, float]:
+        p_in, p_out = calibration.apply_temperature(in_logits, T), calibration.apply_temperature(out_logits, T)
+        return {
+            "ood_auroc/msp": metrics.ood_auroc(p_in.max(1), p_out.max(1)),
+            "ood_auroc/entropy": metrics.ood_auroc(-_entropy(p_in), -_entropy(p_out)),
+            "ood_mean_confidence": float(p_out.max(1).mean()),
+        }
+
+    return {"raw": one(1.0), "ts": one(temperature), "temperature": temperature, "n": int(len(out_logits))}
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    return -(p * np.log(np.clip(p, 1e-12, None))).sum(1)
+
+
+class ShiftSets:
+    """The suite's shifted evaluation sets for one task, built once and shared by every cell.
+
+    Subset shifts index the task's full clean test split; they are mapped onto
+    the (possibly capped) test split the runner scores, by example id.
+    """
+
+    def __init__(self, suite: SuiteSpec, data: TaskData, teacher_probs: Callable[[], list[np.ndarray]]) -> None:
+        from shifts import shifts
+
+        self.data = data
+        self.sets: list[Any] = []
+        position = {id_: i for i, id_ in enumerate(data.test.ids)}
+        for _, shift in shifts.items():
+            spec = shift.spec
+            if not (spec.family in suite.shifts or spec.name in suite.shifts) or not shift.applies_to(data.spec.name):
+                continue
+            extra = {"teacher_probs": teacher_probs()} if "teacher_probs" in spec.requires else {}
+            for severity in spec.severities:
+                shifted = shift.apply(data.spec.name, severity, seed=0, **extra)
+                if shifted.kind == "subset":
+                    rows = np.array([position[i] for i in shifted.ids if i in position], dtype=np.int64)
+                    shifted = dataclasses.replace(shifted, ids=tuple(data.test.ids[r] for r in rows), indices=tuple(rows))
+                elif suite.max_shift_examples is not None and len(shifted) > suite.max_shift_examples:
+                    n = suite.max_shift_examples  # a capped set's first n examples are a deterministic sample
+                    shifted = dataclasses.replace(
+                        shifted, ids=shifted.ids[:n], texts=shifted.texts[:n], labels=shifted.labels[:n]
+                    )
+                if len(shifted):
+                    self.sets.append(shifted)
+
+    def score(
+        self, arch: Architecture, model: torch.nn.Module, test_logits: np.ndarray, T: float, inputs: Inputs
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+        """Scores per ``{shift id: {severity: Scores}}`` and the per-example probabilities to store."""
+        results: dict[str, dict[str, Any]] = collections.defaultdict(dict)
+        predictions: dict[str, np.ndarray] = {}
+        for shifted in self.sets:
+            key = f"shift/{shifted.shift}/{shifted.severity}"
+            if shifted.kind == "subset":
+                rows = np.asarray(shifted.indices, dtype=np.int64)
+                results[shifted.shift][str(shifted.severity)] = {
+                    **scores(test_logits[rows], self.data.test.labels[rows], T),
+                    "kind": "subset",
+                }
+                predictions[f"{key}/rows"] = rows
+                continue
+            logits = predict_logits(arch, model, inputs(arch, shifted.texts))
+            if shifted.kind == "labelled":
+                labels = np.asarray(shifted.labels, dtype=np.int64)
+                results[shifted.shift][str(shifted.severity)] = {**scores(logits, labels, T), "kind": "labelled"}
+                predictions[f"{key}/labels"] = labels
+            else:
+                results[shifted.shift][str(shifted.severity)] = {**ood_scores(test_logits, logits, T), "kind": "out-of-scope"}
+            predictions[f"{key}/probs"] = calibration.apply_temperature(logits, 1.0)
+        return dict(results), predictions
+
+
+def corruption_summary(shift_scores: dict[str, dict[str, Any]], clean_ece: float) -> dict[str, Any] | None:
+    """Mean and worst ECE over corruptions and the area under ECE against severity (raw and post-TS)."""
+    from shifts import corruption_figures, get_shift
+
+    corrupt = {name: by_sev for name, by_sev in shift_scores.items() if get_shift(name).spec.family == "corruption"}
+    if not corrupt:
+        return None
+    out = {}
+    for variant in ("raw", "ts"):
+        grid = {(name, int(sev)): s[variant][ECE] for name, by_sev in corrupt.items() for sev, s in by_sev.items()}
+        fig = corruption_figures(grid, clean=clean_ece if variant == "raw" else None)
+        out[variant] = {"mean_ece": fig.mean, "worst_ece": fig.worst, "worst_at": list(fig.worst_at), "ece_severity_auc": fig.auc}
+    return out
+
+
+ECE = "ece/uniform/15/l1"
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -310,8 +409,13 @@ def expand(suite: SuiteSpec) -> list[CellKey]:
     ]
 
 
-def run_suite(suite: SuiteSpec, out_dir: Path, *, progress: bool = True) -> RunSummary:
-    """Run every missing cell of ``suite`` and write its record under ``out_dir/<suite>/records``."""
+def run_suite(
+    suite: SuiteSpec, out_dir: Path, *, progress: bool = True, teacher_cache: Path | None = None
+) -> RunSummary:
+    """Run every missing cell of ``suite`` and write its record under ``out_dir/<suite>/records``.
+
+    ``teacher_cache`` overrides where trained teachers are kept (default: ``<cache>/teachers``).
+    """
     start = time.perf_counter()
     out_dir = Path(out_dir)
     for name in suite.methods:
@@ -323,7 +427,7 @@ def run_suite(suite: SuiteSpec, out_dir: Path, *, progress: bool = True) -> RunS
     todo = [c for c in cells if not is_done(out_dir, c)]
     summary.cells_done_before = len(cells) - len(todo)
     inputs = Inputs(progress)
-    teachers = TeacherStore(model_presets.get(suite.teacher)(), suite.n_folds, inputs)
+    teachers = TeacherStore(model_presets.get(suite.teacher)(), suite.n_folds, inputs, teacher_cache)
     students = {name: model_presets.get(name)() for name in suite.students}
     data: TaskData | None = None
     bar = tqdm(todo, desc=f"suite {suite.name}", unit="cell", disable=not progress)
@@ -331,7 +435,8 @@ def run_suite(suite: SuiteSpec, out_dir: Path, *, progress: bool = True) -> RunS
         bar.set_postfix_str(f"{cell.task} {cell.method} {cell.student} {cell.protocol} s{cell.seed}")
         if data is None or data.spec.name != cell.task:
             data = prepare_task(cell.task, suite)
-        record, predictions = run_cell(cell, suite, data, teachers, students[cell.student], inputs)
+            shift_sets = ShiftSets(suite, data, lambda: teachers.seed_ensemble(data, suite.ensemble_seeds))
+        record, predictions = run_cell(cell, suite, data, teachers, students[cell.student], inputs, shift_sets)
         write_record(out_dir, cell, record, predictions)
         summary.cells_written += 1
     summary.teachers_trained = dict(teachers.trained)
@@ -341,7 +446,13 @@ def run_suite(suite: SuiteSpec, out_dir: Path, *, progress: bool = True) -> RunS
 
 
 def run_cell(
-    cell: CellKey, suite: SuiteSpec, data: TaskData, teachers: TeacherStore, arch: Architecture, inputs: Inputs
+    cell: CellKey,
+    suite: SuiteSpec,
+    data: TaskData,
+    teachers: TeacherStore,
+    arch: Architecture,
+    inputs: Inputs,
+    shift_sets: ShiftSets,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Train and score one student (and report its teacher); returns the record and its predictions."""
     wall: dict[str, float] = {}
@@ -363,6 +474,7 @@ def run_cell(
         teacher_part = {
             "recipe": method.teacher.label,
             "clean": scores(teacher.logits["test"], data.test.labels, teacher.temperature),
+            "shifts": teachers.shift_scores(data, method.teacher, cell.seed, shift_sets),
             "train_accuracy": float(np.mean(teacher.logits["train"].argmax(1) == data.train.labels)),
             "targets": {
                 "rows_changed": target.rows_changed,
@@ -381,7 +493,13 @@ def run_cell(
     val_logits = predict_logits(arch, model, inputs(arch, data.validation.texts))
     test_logits = predict_logits(arch, model, inputs(arch, data.test.texts))
     T = calibration.fit_temperature(val_logits, data.validation.labels, split="validation")
-    student_part = {"clean": scores(test_logits, data.test.labels, T)}
+    clean = scores(test_logits, data.test.labels, T)
+    shift_scores, shift_predictions = shift_sets.score(arch, model, test_logits, T, inputs)
+    student_part = {
+        "clean": clean,
+        "shifts": shift_scores,
+        "corruption_summary": corruption_summary(shift_scores, clean["raw"][ECE]),
+    }
     wall["scoring"] = time.perf_counter() - clock
     record = {
         "specs": _specs(suite, data, method, teachers.arch, arch),
@@ -393,6 +511,7 @@ def run_cell(
     predictions = {
         "clean/probs": calibration.apply_temperature(test_logits, 1.0),
         "clean/labels": data.test.labels,
+        **shift_predictions,
     }
     return record, predictions
 

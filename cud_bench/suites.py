@@ -38,6 +38,9 @@ class SuiteSpec(Spec):
     subsample (None: the whole split); ``max_shift_examples`` caps each shifted
     evaluation set further (smoke only; None keeps each shift's own cap).
     ``shifts`` lists shift ids or families to score (empty: clean test only).
+    ``ensemble_seeds`` are the seeds of the CE teachers whose disagreement defines
+    the model-defined ambiguous subset; fixed per suite, so ``--seeds`` does not
+    change that subset.
     """
 
     name: str
@@ -52,6 +55,7 @@ class SuiteSpec(Spec):
     max_test: int | None = None
     shifts: tuple[str, ...] = ()
     max_shift_examples: int | None = None
+    ensemble_seeds: tuple[int, ...] = (0, 1, 2)
     description: str = dataclasses.field(default="", metadata={"hash": False})
 
     def __post_init__(self) -> None:
@@ -89,6 +93,7 @@ suites.register(
         max_test=300,
         shifts=("corruption", "domain", "long-tail", "ambiguous", "held-out"),
         max_shift_examples=60,
+        ensemble_seeds=(0, 1),
         description="CI's end-to-end check: 2 tasks, every method, 2 seeds, small deterministic subsets",
     ),
 )

@@ -137,10 +137,11 @@ def train(
     cfg = arch.spec.train
     n = len(train_inputs)
     labels = _labels(train_labels, n, "training")
-    val_labels = _labels(val_labels, len(val_inputs), "validation").numpy()
+    val_y = _labels(val_labels, len(val_inputs), "validation").numpy()
     soft = None if targets is None else _targets(targets, n)
     device = next(model.parameters()).device
     total_steps = cfg.epochs * math.ceil(n / cfg.batch_size)
+    warmup_steps = round(cfg.warmup_ratio * total_steps)
 
     history: list[EpochStats] = []
     best_state: dict[str, torch.Tensor] = {}
@@ -149,7 +150,7 @@ def train(
     with seeded(seed, device):
         optimizers = arch.optimizers(model)
         schedulers = [
-            get_scheduler(cfg.schedule, opt, num_warmup_steps=round(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
+            get_scheduler(cfg.schedule, opt, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
             for opt in optimizers
         ]
         order = torch.Generator().manual_seed(seed)
@@ -172,7 +173,7 @@ def train(
                     opt.step()
                     sched.step()
             val_probs = softmax(predict_logits(arch, model, val_inputs), axis=1)
-            history.append(EpochStats(epoch, loss_sum / n, metrics.accuracy(val_probs, val_labels)))
+            history.append(EpochStats(epoch, loss_sum / n, metrics.accuracy(val_probs, val_y)))
             epochs.set_postfix(val_acc=f"{history[-1].val_accuracy:.4f}")
             if history[-1].val_accuracy > best_accuracy:
                 best_epoch, best_accuracy = epoch, history[-1].val_accuracy
@@ -227,7 +228,9 @@ def seeded(seed: int, device: torch.device = torch.device("cpu")) -> Iterator[No
             torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
 
 
-def _loss(loss_fn: LossFn, logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None, where: str) -> tuple[torch.Tensor, float]:
+def _loss(
+    loss_fn: LossFn, logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None, where: str
+) -> tuple[torch.Tensor, float]:
     """The batch loss and its value, or :class:`NonFiniteLossError` saying where training diverged."""
     try:
         loss = loss_fn(logits, y, t)

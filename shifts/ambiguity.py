@@ -81,4 +81,3 @@ class TeacherDisagreement(Shift):
         votes = np.stack([np.argmax(p, axis=1) for p in teacher_probs])
         indices = np.flatnonzero((votes != votes[0]).any(axis=0))
         return self.subset(task, severity, ids, indices)
-

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import itertools
 from typing import Any, Sequence
 
 import numpy as np
@@ -36,12 +37,12 @@ INPUTS = ("teacher_probs",)  # what a shift may ask the runner for, besides the 
 
 @dataclasses.dataclass(frozen=True)
 class ShiftSpec(Spec):
-    """Everything that defines a shift's evaluation sets; a change to a hashed field is a new version.
+    """Everything that defines a shift's evaluation sets: change a hashed field, bump the version.
 
     ``tasks`` are the task names it applies to (``("*",)``: every task).
     ``severities`` are 1, 2, ...; ``levels`` is either empty (one setting) or
-    the parameter each severity sets, growing with severity, in the unit
-    ``level_meaning`` names. ``max_examples`` caps each set (chosen
+    the parameter each severity sets, strictly monotone in severity (a rate
+    grows, a threshold falls), in the unit ``level_meaning`` names. ``max_examples`` caps each set (chosen
     deterministically, see :func:`shifts.selection.first_by_hash`); ``None``:
     no cap. ``requires`` names runner inputs the shift needs (see
     :data:`INPUTS`). ``params`` pins every other setting (augmenter options,
@@ -74,6 +75,9 @@ class ShiftSpec(Spec):
             problems.append(f"severities must be 1, 2, ..., got {self.severities}")
         if self.levels and len(self.levels) != len(self.severities):
             problems.append("levels must be empty or one per severity")
+        steps = {(b > a) - (b < a) for a, b in itertools.pairwise(self.levels)}
+        if steps not in (set(), {1}, {-1}):
+            problems.append(f"levels must be strictly monotone in severity, got {self.levels}")
         if self.max_examples is not None and self.max_examples < 1:
             problems.append("max_examples must be positive or None")
         if set(self.requires) - set(INPUTS):
@@ -153,14 +157,14 @@ class Shift(abc.ABC):
                 f"shift {self.spec.id} does not apply to task {task!r}; it applies to: {', '.join(self.spec.tasks)}"
             )
         self.level(severity)  # checks the severity
-        if "teacher_probs" in self.spec.requires and not teacher_probs:
-            raise CudBenchError(f"shift {self.spec.id} needs the test probabilities of the task's teachers (teacher_probs)")
+        if "teacher_probs" in self.spec.requires and (teacher_probs is None or len(teacher_probs) == 0):
+            raise CudBenchError(
+                f"shift {self.spec.id} needs the test probabilities of the task's teachers (teacher_probs)"
+            )
         return self.build(get_task(task).spec.name, severity, seed, teacher_probs)
 
     @abc.abstractmethod
-    def build(
-        self, task: str, severity: int, seed: int, teacher_probs: Sequence[np.ndarray] | None
-    ) -> ShiftedSet:
+    def build(self, task: str, severity: int, seed: int, teacher_probs: Sequence[np.ndarray] | None) -> ShiftedSet:
         """Build the set; arguments are already checked (``task`` is the bare task name)."""
 
     def subset(self, task: str, severity: int, test_ids: Sequence[str], indices: np.ndarray) -> ShiftedSet:
@@ -177,7 +181,9 @@ class Shift(abc.ABC):
     def level(self, severity: int) -> float | None:
         """The parameter ``severity`` sets (see ``spec.levels``); None for a shift without levels."""
         if severity not in self.spec.severities:
-            raise CudBenchError(f"shift {self.spec.id} has no severity {severity!r}; its severities are {self.spec.severities}")
+            raise CudBenchError(
+                f"shift {self.spec.id} has no severity {severity!r}; its severities are {self.spec.severities}"
+            )
         return self.spec.levels[severity - 1] if self.spec.levels else None
 
 

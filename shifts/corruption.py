@@ -11,8 +11,8 @@ nlpaug's own tokenizer would split "don't" into "don ' t" everywhere.
 
 Determinism: nlpaug draws every random choice through its ``sample`` method,
 which uses the global ``random`` module. Here that method is replaced on each
-augmenter by one that draws from a private generator, reseeded for every
-example from ``blake2b(f"{example id}|{shift id}|{severity}|{seed}")``. An
+augmenter by one that draws from a private :class:`HashStream`, keyed for
+every example by ``f"{example id}|{shift id}|{severity}|{seed}"``. An
 example's corruption therefore depends on nothing else: not the batch, the
 order, the process, or any other use of ``random``; the global generator is
 never touched.
@@ -41,7 +41,14 @@ LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5)
 NLPAUG = "pypi:nlpaug==1.1.11"
 # Character corruptions: the level is the fraction of words hit; one character in each word hit
 # (two in words over 10 characters), words of 2 or more characters, no cap on either count.
-CHAR_OPTIONS = {"aug_char_p": 0.1, "aug_char_min": 1, "aug_char_max": None, "aug_word_min": 1, "aug_word_max": None, "min_char": 2}
+CHAR_OPTIONS = {
+    "aug_char_p": 0.1,
+    "aug_char_min": 1,
+    "aug_char_max": None,
+    "aug_word_min": 1,
+    "aug_word_max": None,
+    "min_char": 2,
+}
 CHAR_LEVELS = "fraction of words with a character error"
 # Word corruptions: the level is the fraction of words changed, no cap on the count.
 WORD_OPTIONS = {"aug_min": 1, "aug_max": None}
@@ -49,7 +56,7 @@ WORD_OPTIONS = {"aug_min": 1, "aug_max": None}
 
 def example_key(example_id: str, shift_id: str, severity: int, seed: int) -> bytes:
     """What one example's random stream is drawn from (see :class:`HashStream`)."""
-    return f"{example_id}|{shift_id}|{severity}|{seed}".encode("utf-8")
+    return f"{example_id}|{shift_id}|{severity}|{seed}".encode()
 
 
 class HashStream(random.Random):
@@ -107,8 +114,8 @@ class _Sampler:
         self.rng = HashStream()
 
     def __call__(self, population: Sequence[Any], num: int) -> list[Any]:
-        if num == 1:  # nlpaug's most frequent call: one uniform pick
-            return [population[self.rng._randbelow(len(population))]]
+        if num == 1:  # nlpaug's most frequent call: one uniform pick, cheaper by choice()
+            return [self.rng.choice(population)]
         return self.rng.sample(population, num)
 
 
@@ -149,12 +156,10 @@ class Corruption(Shift):
 
     def corrupt(self, ids: Sequence[str], texts: Sequence[str], severity: int, seed: int = 0) -> list[str]:
         """``texts[i]`` corrupted as example ``ids[i]``; the same pair always gives the same text."""
-        if len(ids) != len(texts):
-            raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
         augmenter = self._augmenter(severity)
         action = getattr(augmenter, augmenter.action)  # e.g. substitute(text) -> text
         out = []
-        for example_id, text in zip(ids, texts):
+        for example_id, text in zip(ids, texts, strict=True):
             self._sampler.rng.seed(example_key(example_id, self.spec.id, severity, seed))
             out.append(action(text))
         return out

@@ -91,7 +91,7 @@ def wordnet() -> WordNetCorpusReader:
         return WordNetCorpusReader(str(root), None)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def synonyms(word: str) -> tuple[str, ...]:
     """Lemma names sharing a synset with ``word`` (any part of speech), in WordNet's order.
 

@@ -127,10 +127,10 @@ def test_registry_lists_the_architectures_and_suggests_names():
 def test_overrides_and_defaults_make_the_spec():
     mlp = architectures.get("mlp")
     student = mlp(encoder="minilm-l6", hidden=128, train={"epochs": 5})
-    assert student.spec == MLPSpec(
-        name="mlp", train=TrainConfig(epochs=5, batch_size=64, lr=1e-3, weight_decay=0.01), encoder="minilm-l6", hidden=128
-    )
+    default_train = TrainConfig(epochs=5, batch_size=64, lr=1e-3, weight_decay=0.01)
+    assert student.spec == MLPSpec(name="mlp", train=default_train, encoder="minilm-l6", hidden=128)
     assert student.needs_features == "minilm-l6"
+    assert mlp(encoder="mpnet-base").create(5).net[0].in_features == 768  # the encoder's width, from its spec
     assert student.spec.spec_hash() != mlp().spec.spec_hash()
     assert mlp().spec.spec_hash() == mlp().spec.spec_hash()
     bag = architectures.get("hashed-bag")()
@@ -139,12 +139,17 @@ def test_overrides_and_defaults_make_the_spec():
 
 
 def test_finetune_defaults_are_the_papers_setup():
-    cfg = architectures.get("finetune")().spec.train
-    assert (cfg.batch_size, cfg.weight_decay, cfg.grad_clip, cfg.warmup_ratio, cfg.schedule) == (32, 0.01, 1.0, 0.1, "cosine")
-    assert architectures.get("finetune")().spec.max_length == 128
+    spec = architectures.get("finetune")().spec
+    cfg = spec.train
+    assert (cfg.batch_size, cfg.weight_decay, cfg.grad_clip, cfg.warmup_ratio) == (32, 0.01, 1.0, 0.1)
+    assert (cfg.schedule, spec.max_length) == ("cosine", 128)
 
 
 def test_unknown_hyperparameters_are_refused():
+    with pytest.raises(RegistryError, match="unknown encoder 'minilm-l7'; did you mean"):
+        architectures.get("mlp")(encoder="minilm-l7")
+    with pytest.raises(ValueError, match="dropout"):
+        architectures.get("finetune")(dropout=1.0)
     with pytest.raises(CudBenchError, match="no hyperparameter hiden"):
         architectures.get("mlp")(hiden=3)
     with pytest.raises(CudBenchError, match="no hyperparameter epoch "):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cud_bench.errors import DataError
 from cud_bench.io import cache_dir
 from shifts import get_shift, shifts
 from shifts.augmenters import respell, split_token, swappable
@@ -72,10 +73,10 @@ def test_corruption_is_independent_of_batch_order_and_global_random(sample):
         whole = shift.corrupt(ids, texts, 3)
         random.seed(1)
         np.random.seed(1)
-        one_by_one = [shift.corrupt([i], [t], 3)[0] for i, t in zip(ids, texts)]
+        one_by_one = [shift.corrupt([i], [t], 3)[0] for i, t in zip(ids, texts, strict=True)]
         reverse = shift.corrupt(ids[::-1], texts[::-1], 3)[::-1]
         assert whole == one_by_one == reverse, name
-        assert sum(a != b for a, b in zip(whole, texts)) >= 0.9 * len(texts), name
+        assert sum(a != b for a, b in zip(whole, texts, strict=True)) >= 0.9 * len(texts), name
 
 
 def test_corruption_is_the_same_in_another_process(sample):
@@ -116,7 +117,7 @@ def test_measured_edit_rate_grows_with_severity(sample):
     for name in CORRUPTIONS:
         shift = get_shift(name)
         rates = [
-            np.mean([_word_edit_rate(t, c) for t, c in zip(texts, shift.corrupt(ids, texts, s))])
+            np.mean([_word_edit_rate(t, c) for t, c in zip(texts, shift.corrupt(ids, texts, s), strict=True)])
             for s in shift.spec.severities
         ]
         assert np.all(np.diff(rates) > 0), (name, rates)
@@ -172,6 +173,14 @@ def test_lexnames_file_follows_the_manual():
     assert len(lines) == len(LEXNAMES) == 45
     assert lines[0] == "00\tadj.all\t3" and lines[3] == "03\tnoun.Tops\t1"
     assert lines[29] == "29\tverb.body\t2" and lines[44] == "44\tadj.ppl\t3" and lines[2] == "02\tadv.all\t4"
+
+
+def test_missing_wordnet_names_the_debian_packages(private_cache, monkeypatch, tmp_path):
+    from shifts import wordnet as wordnet_module
+
+    monkeypatch.setattr(wordnet_module, "DEBIAN_DIR", tmp_path / "nowhere")
+    with pytest.raises(DataError, match="apt-get install --no-install-recommends wordnet-base wordnet-sense-index"):
+        wordnet_module.wordnet_dir()
 
 
 def test_wordnet_synonyms_offline():

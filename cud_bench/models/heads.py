@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cud_bench.models.features import mean_pool
+
 
 class MLPHead(nn.Module):
     """One hidden ReLU layer with dropout on frozen sentence features (n, in_dim) -> (n, C)."""
@@ -54,8 +56,9 @@ class MeanPoolClassifier(nn.Module):
     """A transformers encoder, mean pooling over real tokens, dropout and a linear layer.
 
     ``forward(input_ids, attention_mask)`` takes (n, L) tensors; padded positions
-    (mask 0) do not enter the mean. Mean pooling matches how the sentence encoders
-    (MiniLM, MPNet) were trained, so fine-tuning starts from their embedding space.
+    (mask 0) do not enter the mean. The pooling is the frozen features' own
+    (:func:`~cud_bench.models.features.mean_pool`), the one the sentence encoders
+    were trained with, so fine-tuning starts from their embedding space.
     """
 
     def __init__(self, encoder: nn.Module, hidden_size: int, num_classes: int, dropout: float) -> None:
@@ -66,6 +69,4 @@ class MeanPoolClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
-        return self.classifier(self.dropout(pooled))
+        return self.classifier(self.dropout(mean_pool(hidden, attention_mask)))

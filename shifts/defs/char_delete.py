@@ -10,7 +10,6 @@ register_shift(
         rate_option="aug_word_p",
         options={**CHAR_OPTIONS, "action": "delete"},
         level_meaning=CHAR_LEVELS,
-        description="Random character deletion: a character is removed from a word"
-        " (nlpaug's RandomCharAug).",
+        description="Random character deletion: a character is removed from a word" " (nlpaug's RandomCharAug).",
     )
 )

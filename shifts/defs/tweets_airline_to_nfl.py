@@ -1,4 +1,4 @@
-"""Airline tweets to tweets about DeflateGate and the NFL: tweets-airline's model on another collection of tweets-sentiment."""
+"""Airline tweets to tweets about DeflateGate and the NFL: another collection of tweets-sentiment."""
 
 from shifts.base import register_shift
 from shifts.domain import TweetCollectionTransfer
@@ -7,7 +7,7 @@ register_shift(
     TweetCollectionTransfer(
         "tweets-airline-to-nfl",
         collection="nfl",
-        description="Tweet sentiment from customers' tweets to US airlines to tweets about DeflateGate and the NFL, the same three labels "
-        "and crowd annotation; collections split by the keyword rules of tweets-sentiment (v1).",
+        description="Tweet sentiment from customers' tweets to US airlines to tweets about DeflateGate and the NFL "
+        "(same labels, same crowd annotation); collections split by the keyword rules of tweets-sentiment (v1).",
     )
 )

@@ -10,7 +10,8 @@ register_shift(
         augmenter="shifts.augmenters:GloveNeighbourAug",
         rate_option="aug_p",
         options=WORD_OPTIONS,
-        source=f"{NLPAUG} + {glove.GLOVE.describe()} ({glove.NEIGHBOURS} neighbours among the top {glove.VOCAB_SIZE} words)",
+        source=f"{NLPAUG} + {glove.GLOVE.describe()} "
+        f"({glove.NEIGHBOURS} neighbours among the top {glove.VOCAB_SIZE} words)",
         level_meaning="fraction of words replaced (drawn among non-stop-words in the GloVe vocabulary)",
         description=f"GloVe-neighbour swap: a word that is not a stop word becomes one of its {glove.NEIGHBOURS} "
         f"nearest neighbours by cosine among the {glove.VOCAB_SIZE:,} most frequent alphabetic words of "

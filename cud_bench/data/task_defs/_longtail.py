@@ -38,6 +38,7 @@ def long_tail(frame: pd.DataFrame, test: pd.DataFrame, label_names: Sequence[str
     members = [np.flatnonzero(frame["label"].to_numpy() == name) for name in label_names]
     sizes = exponential_profile(min(len(m) for m in members), len(label_names), ratio)
     kept = [
-        m[np.random.default_rng([SEED, c]).permutation(len(m))[:n]] for c, (m, n) in enumerate(zip(members, sizes))
+        m[np.random.default_rng([SEED, c]).permutation(len(m))[:n]]
+        for c, (m, n) in enumerate(zip(members, sizes, strict=True))
     ]
     return frame.iloc[np.sort(np.concatenate(kept))]

@@ -13,7 +13,13 @@ out-of-scope topic has in-scope neighbours (near out-of-scope).
 from __future__ import annotations
 
 SUPER_CATEGORIES = {
-    "comp": ("comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware", "comp.sys.mac.hardware", "comp.windows.x"),
+    "comp": (
+        "comp.graphics",
+        "comp.os.ms-windows.misc",
+        "comp.sys.ibm.pc.hardware",
+        "comp.sys.mac.hardware",
+        "comp.windows.x",
+    ),
     "rec": ("rec.autos", "rec.motorcycles", "rec.sport.baseball", "rec.sport.hockey"),
     "sci": ("sci.crypt", "sci.electronics", "sci.med", "sci.space"),
     "politics": ("talk.politics.guns", "talk.politics.mideast", "talk.politics.misc"),

