@@ -91,6 +91,28 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_shifts(commands: Subparsers) -> None:
+    parser = commands.add_parser("shifts", help="list the registered distribution shifts and the tasks they apply to")
+    parser.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    parser.set_defaults(func=_cmd_shifts)
+
+
+def _cmd_shifts(args: argparse.Namespace) -> int:
+    from shifts import applicability_table, describe
+
+    rows = describe()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    elif args.format == "markdown":
+        print(applicability_table(), end="")
+    else:
+        print(_table(
+            ("id", "family", "kind", "severities", "max examples", "applies to"),
+            [[r["id"], r["family"], r["kind"], len(r["severities"]), r["max_examples"] or "-", ", ".join(r["tasks"])] for r in rows],
+        ))
+    return 0
+
+
 def _add_run(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "run",
@@ -126,7 +148,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_tasks, _add_data, _add_methods, _add_run)
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_tasks, _add_data, _add_methods, _add_shifts, _add_run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -135,7 +135,7 @@ def test_overrides_and_defaults_make_the_spec():
     assert mlp().spec.spec_hash() == mlp().spec.spec_hash()
     bag = architectures.get("hashed-bag")()
     assert bag.spec == HashedBagSpec(name="hashed-bag", train=bag.default_train) and bag.needs_features is None
-    assert bag.spec.n_buckets == 2**18
+    assert bag.spec.n_buckets == 2**17
 
 
 def test_finetune_defaults_are_the_papers_setup():

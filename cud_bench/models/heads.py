@@ -36,7 +36,7 @@ class HashedBagClassifier(nn.Module):
     ``forward(ids, offsets)`` takes the ``nn.EmbeddingBag`` layout: the bucket ids of
     every text of the batch concatenated, and where each text starts. The embedding
     table is sparse (``sparse=True``): a step touches only the rows of the n-grams in
-    the batch, which is what makes a 2**18-row table cheap to train on a CPU. A text
+    the batch, which is what makes a 2**17-row table cheap to train on a CPU. A text
     with no tokens embeds to zeros, so its logits are the classifier's bias.
     """
 

@@ -1,0 +1,34 @@
+"""The README's test command exercises the smoke suite end to end, through the CLI, offline."""
+
+from __future__ import annotations
+
+import json
+
+from cud_bench import records
+from cud_bench.cli import main
+from cud_bench.runner import expand
+from cud_bench.suites import suites
+
+
+def test_smoke_suite_writes_a_record_for_every_cell_with_shift_metrics(tmp_path, capsys):
+    assert main(["run", "--suite", "smoke", "--out", str(tmp_path), "--no-progress"]) == 0
+    log = capsys.readouterr().out
+    assert "teachers (one per task, recipe, seed, fold)" in log
+    smoke = suites.get("smoke")
+    cells = expand(smoke)
+    assert {(c.task, c.method, c.seed) for c in cells} == {
+        (t, m, s) for t in smoke.tasks for m in smoke.methods for s in smoke.seeds
+    }
+    for cell in cells:
+        record = records.read_record(cell.record_path(tmp_path))
+        families = {name.split("@")[0] for name in record["student"]["shifts"]}
+        assert {"char-keyboard", "word-synonym", "class-frequency", "teacher-disagreement"} <= families
+        assert record["student"]["corruption_summary"]["raw"]["mean_ece"] >= 0
+        if cell.task == "rt-polarity":
+            assert {"rt-polarity-to-tweets", "rt-polarity-to-drug-reviews"} <= families
+        else:
+            assert {"tweets-airline-to-nfl", "tweets-low-agreement"} <= families
+    # a second run finds every cell done and writes nothing
+    assert main(["run", "--suite", "smoke", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert f"{len(cells)} already done, 0 written" in capsys.readouterr().out
+    assert json.loads(cells[0].record_path(tmp_path).read_text())["cell"]["suite"] == "smoke"
