@@ -19,7 +19,6 @@ from typing import Any, Callable, Sequence
 from cud_bench import __version__
 from cud_bench.errors import CudBenchError
 from cud_bench.io import cache_dir
-from cud_bench.registry import RegistryError
 
 Subparsers = Any  # argparse's private _SubParsersAction
 
@@ -167,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CudBenchError, RegistryError) as exc:
+    except CudBenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -15,11 +15,13 @@ import pkgutil
 from importlib.metadata import entry_points
 from typing import Callable, Generic, Iterator, TypeVar
 
+from cud_bench.errors import CudBenchError
+
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
-    """An unknown or duplicate registry name; its message is meant for the user."""
+class RegistryError(CudBenchError, KeyError):
+    """An unknown, duplicate or wrongly versioned registry name; its message is meant for the user."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
@@ -97,6 +99,15 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             raise RegistryError(self.unknown_message(name)) from None
+
+    def get_versioned(self, name: str) -> T:
+        """The entry named ``name`` or ``name@vN``; N must be the registered entry's ``spec.version``."""
+        base, _, version = name.partition("@v")
+        entry = self.get(base)
+        current = entry.spec.version  # type: ignore[attr-defined]
+        if version and version != str(current):
+            raise RegistryError(f"{self.kind} {base!r} is at version {current}; version {version} is not available")
+        return entry
 
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)

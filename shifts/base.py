@@ -198,8 +198,4 @@ def register_shift(shift: Shift) -> Shift:
 
 def get_shift(name: str) -> Shift:
     """The shift named ``name`` or ``name@vN`` (the version must be the registered one)."""
-    base, _, version = name.partition("@v")
-    shift = shifts.get(base)
-    if version and version != str(shift.spec.version):
-        raise CudBenchError(f"shift {base!r} is at version {shift.spec.version}; version {version} is not available")
-    return shift
+    return shifts.get_versioned(name)

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cud_bench.data.sources import atomic_dir
+from cud_bench.io import atomic_dir
 from cud_bench.errors import DataError
 from cud_bench.io import cache_dir
 

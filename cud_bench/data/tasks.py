@@ -40,7 +40,8 @@ import datasets
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cud_bench.data.sources import HubUnavailable, LocalSource, Source, atomic_dir, file_sha256, resources
+from cud_bench.data.sources import HubUnavailable, LocalSource, Source, file_sha256, resources
+from cud_bench.io import atomic_dir
 from cud_bench.data.splits import stratified_holdout
 from cud_bench.errors import DataError
 from cud_bench.io import cache_dir, write_json_atomic
@@ -115,11 +116,7 @@ def register_task(source: Source, **spec_fields: Any) -> Callable[[Reader], Read
 
 def get_task(name: str) -> Task:
     """The task named ``name`` or ``name@vN`` (the version must be the registered one)."""
-    base, _, version = name.partition("@v")
-    task = tasks.get(base)
-    if version and version != str(task.spec.version):
-        raise DataError(f"task {base!r} is at version {task.spec.version}; version {version} is not available")
-    return task
+    return tasks.get_versioned(name)
 
 
 def task_cache_path(spec: TaskSpec) -> Path:

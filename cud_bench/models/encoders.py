@@ -21,7 +21,8 @@ from filelock import FileLock
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from cud_bench.data.sources import Source, atomic_dir
+from cud_bench.data.sources import Source
+from cud_bench.io import atomic_dir
 from cud_bench.errors import DataError
 from cud_bench.io import cache_dir
 from cud_bench.registry import Registry

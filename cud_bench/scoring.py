@@ -1,0 +1,125 @@
+"""Scoring a trained model: the clean test set and every shifted set, raw and after post-hoc TS.
+
+The temperature is fitted on clean validation data only and reused under shift, never refitted.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from cud_bench import calibration, metrics
+from cud_bench.models.architectures import Architecture
+from cud_bench.suites import SuiteSpec
+from cud_bench.taskdata import Inputs, TaskData
+from cud_bench.train import predict_logits
+
+ECE = "ece/uniform/15/l1"
+
+
+def scores(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, Any]:
+    """Every standard metric raw and after post-hoc temperature scaling (T fitted on clean validation data)."""
+    raw = calibration.apply_temperature(logits, 1.0)
+    ts = calibration.apply_temperature(logits, temperature)
+    return {
+        "raw": {k: v.value for k, v in metrics.compute_all(raw, labels).items()},
+        "ts": {k: v.value for k, v in metrics.compute_all(ts, labels).items()},
+        "temperature": temperature,
+        "n": int(len(labels)),
+    }
+
+
+def ood_scores(in_logits: np.ndarray, out_logits: np.ndarray, temperature: float) -> dict[str, Any]:
+    """Out-of-scope detection: AUROC of max-probability and of negative entropy (in-scope = positive),
+    and the mean confidence on out-of-scope inputs; raw and after post-hoc temperature scaling."""
+
+    def one(T: float) -> dict[str, float]:
+        p_in, p_out = calibration.apply_temperature(in_logits, T), calibration.apply_temperature(out_logits, T)
+        return {
+            "ood_auroc/msp": metrics.ood_auroc(p_in.max(1), p_out.max(1)),
+            "ood_auroc/entropy": metrics.ood_auroc(-_entropy(p_in), -_entropy(p_out)),
+            "ood_mean_confidence": float(p_out.max(1).mean()),
+        }
+
+    return {"raw": one(1.0), "ts": one(temperature), "temperature": temperature, "n": int(len(out_logits))}
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    return -(p * np.log(np.clip(p, 1e-12, None))).sum(1)
+
+
+class ShiftSets:
+    """The suite's shifted evaluation sets for one task, built once and shared by every cell.
+
+    Subset shifts index the task's full clean test split; they are mapped onto
+    the (possibly capped) test split the runner scores, by example id.
+    """
+
+    def __init__(self, suite: SuiteSpec, data: TaskData, teacher_probs: Callable[[], list[np.ndarray]]) -> None:
+        from shifts import shifts
+
+        self.data = data
+        self.sets: list[Any] = []
+        position = {id_: i for i, id_ in enumerate(data.test.ids)}
+        for _, shift in shifts.items():
+            spec = shift.spec
+            if not (spec.family in suite.shifts or spec.name in suite.shifts) or not shift.applies_to(data.spec.name):
+                continue
+            extra = {"teacher_probs": teacher_probs()} if "teacher_probs" in spec.requires else {}
+            for severity in spec.severities:
+                shifted = shift.apply(data.spec.name, severity, seed=0, **extra)
+                if shifted.kind == "subset":
+                    rows = np.array([position[i] for i in shifted.ids if i in position], dtype=np.int64)
+                    shifted = dataclasses.replace(shifted, ids=tuple(data.test.ids[r] for r in rows), indices=tuple(rows))
+                elif suite.max_shift_examples is not None and len(shifted) > suite.max_shift_examples:
+                    n = suite.max_shift_examples  # a capped set's first n examples are a deterministic sample
+                    shifted = dataclasses.replace(
+                        shifted, ids=shifted.ids[:n], texts=shifted.texts[:n], labels=shifted.labels[:n]
+                    )
+                if len(shifted):
+                    self.sets.append(shifted)
+
+    def score(
+        self, arch: Architecture, model: torch.nn.Module, test_logits: np.ndarray, T: float, inputs: Inputs
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+        """Scores per ``{shift id: {severity: Scores}}`` and the per-example probabilities to store."""
+        results: dict[str, dict[str, Any]] = collections.defaultdict(dict)
+        predictions: dict[str, np.ndarray] = {}
+        for shifted in self.sets:
+            key = f"shift/{shifted.shift}/{shifted.severity}"
+            if shifted.kind == "subset":
+                rows = np.asarray(shifted.indices, dtype=np.int64)
+                results[shifted.shift][str(shifted.severity)] = {
+                    **scores(test_logits[rows], self.data.test.labels[rows], T),
+                    "kind": "subset",
+                }
+                predictions[f"{key}/rows"] = rows
+                continue
+            logits = predict_logits(arch, model, inputs(arch, shifted.texts))
+            if shifted.kind == "labelled":
+                labels = np.asarray(shifted.labels, dtype=np.int64)
+                results[shifted.shift][str(shifted.severity)] = {**scores(logits, labels, T), "kind": "labelled"}
+                predictions[f"{key}/labels"] = labels
+            else:
+                results[shifted.shift][str(shifted.severity)] = {**ood_scores(test_logits, logits, T), "kind": "out-of-scope"}
+            predictions[f"{key}/probs"] = calibration.apply_temperature(logits, 1.0)
+        return dict(results), predictions
+
+
+def corruption_summary(shift_scores: dict[str, dict[str, Any]], clean_ece: float) -> dict[str, Any] | None:
+    """Mean and worst ECE over corruptions and the area under ECE against severity (raw and post-TS)."""
+    from shifts import corruption_figures, get_shift
+
+    corrupt = {name: by_sev for name, by_sev in shift_scores.items() if get_shift(name).spec.family == "corruption"}
+    if not corrupt:
+        return None
+    out = {}
+    for variant in ("raw", "ts"):
+        grid = {(name, int(sev)): s[variant][ECE] for name, by_sev in corrupt.items() for sev, s in by_sev.items()}
+        fig = corruption_figures(grid, clean=clean_ece if variant == "raw" else None)
+        out[variant] = {"mean_ece": fig.mean, "worst_ece": fig.worst, "worst_at": list(fig.worst_at), "ece_severity_auc": fig.auc}
+    return out
