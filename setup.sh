@@ -13,12 +13,14 @@ PY="${PYTHON:-python3}"
 need_apt=()
 [ -e /usr/share/wordnet/data.noun ] || need_apt+=(wordnet-base)
 [ -e /usr/share/wordnet/index.sense ] || need_apt+=(wordnet-sense-index)
+# Headless Chromium for the test that opens the leaderboard's HTML page.
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "setup: installing ${need_apt[*]} (apt)"
         apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
     else
-        echo "setup: warning: ${need_apt[*]} missing; install them (apt-get install ${need_apt[*]}) for the WordNet shift" >&2
+        echo "setup: warning: ${need_apt[*]} missing; install them (apt-get install ${need_apt[*]})" >&2
     fi
 fi
 

@@ -140,6 +140,109 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_leaderboard(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "leaderboard",
+        help="versioned result releases: import a run, verify, build the views, show, diff",
+        description="Releases live under leaderboard/releases/<version>/ (one JSON entry + predictions per cell). "
+        "Entries are append-only; a cell already present with different results is replaced only with --replace REASON.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", help="folder holding the releases (default: the package's leaderboard/releases)")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    imp = actions.add_parser("import", parents=[common], help="add a run's records to the release of the current benchmark version")
+    imp.add_argument("records", help="a run's records folder (OUT/<suite>/records) or any folder above it")
+    imp.add_argument("--version", help="the release (default: the current benchmark version; nothing else is accepted)")
+    imp.add_argument("--replace", metavar="REASON", help="replace cells present with different results, recording REASON")
+    imp.set_defaults(func=_cmd_leaderboard_import)
+    verify = actions.add_parser("verify", parents=[common], help="recompute every stored score from the stored predictions")
+    verify.add_argument("versions", nargs="*", help="releases to check (default: all)")
+    verify.set_defaults(func=_cmd_leaderboard_verify)
+    build = actions.add_parser("build", parents=[common], help="render LEADERBOARD.md, leaderboard.csv and index.html (+ figures)")
+    build.add_argument("version", nargs="?", help="the release (default: the newest)")
+    build.add_argument("--out", help="output folder (default: <release>/views)")
+    build.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per interval and test (default 1000)")
+    build.set_defaults(func=_cmd_leaderboard_build)
+    show = actions.add_parser("show", parents=[common], help="print a table of mean ± std over seeds")
+    show.add_argument("version", nargs="?", help="the release (default: the newest)")
+    show.add_argument("--task", nargs="+", default=(), metavar="TASK", help="only these tasks")
+    show.add_argument("--metric", nargs="+", default=(), metavar="METRIC", help="metric ids (default: accuracy, ECE, NLL, Brier)")
+    show.add_argument("--variant", choices=("raw", "ts"), default="raw", help="raw, or after temperature scaling")
+    show.set_defaults(func=_cmd_leaderboard_show)
+    diff = actions.add_parser("diff", parents=[common], help="list what changed between two releases")
+    diff.add_argument("a", help="the older release")
+    diff.add_argument("b", help="the newer release")
+    diff.set_defaults(func=_cmd_leaderboard_diff)
+    version = actions.add_parser("version", parents=[common], help="check the benchmark version against the code's specs")
+    version.add_argument("--record", action="store_true", help="write the current spec manifest (bumping the version if released)")
+    version.set_defaults(func=_cmd_leaderboard_version)
+
+
+def _releases_root(args: argparse.Namespace) -> Any:
+    from leaderboard.store import DEFAULT_ROOT
+
+    return args.root or DEFAULT_ROOT
+
+
+def _cmd_leaderboard_import(args: argparse.Namespace) -> int:
+    from leaderboard import versions
+    from leaderboard.release import import_run
+
+    version = args.version or versions.read_benchmark()[0]
+    print(import_run(args.records, version, root=_releases_root(args), replace_reason=args.replace))
+    return 0
+
+
+def _cmd_leaderboard_verify(args: argparse.Namespace) -> int:
+    from leaderboard.release import verify
+    from leaderboard.store import list_releases, open_release
+
+    root = _releases_root(args)
+    for version in args.versions or list_releases(root):
+        print(f"release {version}: {verify(open_release(version, root))} scores match their predictions")
+    return 0
+
+
+def _cmd_leaderboard_build(args: argparse.Namespace) -> int:
+    from leaderboard.store import open_release
+    from leaderboard.views import build
+
+    for path in build(open_release(args.version, _releases_root(args)), args.out, n_resamples=args.resamples):
+        print(path)
+    return 0
+
+
+def _cmd_leaderboard_show(args: argparse.Namespace) -> int:
+    from leaderboard.store import open_release
+    from leaderboard.views import show_table
+
+    release = open_release(args.version, _releases_root(args))
+    header, rows = show_table(release, tasks=args.task, metrics=args.metric, variant=args.variant)
+    print(_table(header, rows) if rows else f"release {release.version}: no entries match")
+    return 0
+
+
+def _cmd_leaderboard_diff(args: argparse.Namespace) -> int:
+    from leaderboard.diff import diff_releases
+    from leaderboard.store import open_release
+
+    root = _releases_root(args)
+    print("\n".join(diff_releases(open_release(args.a, root), open_release(args.b, root))))
+    return 0
+
+
+def _cmd_leaderboard_version(args: argparse.Namespace) -> int:
+    from leaderboard import versions
+
+    root = _releases_root(args)
+    if args.record:
+        version, changes = versions.record(root)
+        print("\n".join([f"benchmark {version}", *(str(c) for c in changes)]))
+    else:
+        print(f"benchmark {versions.check(root)}: the manifest matches the code")
+    return 0
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table with left-aligned columns."""
     rows = [tuple(header)] + [tuple(str(c) for c in row) for row in rows]
@@ -147,7 +250,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_tasks, _add_data, _add_methods, _add_shifts, _add_run)
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_tasks, _add_data, _add_methods, _add_shifts, _add_run, _add_leaderboard)
 
 
 def build_parser() -> argparse.ArgumentParser:

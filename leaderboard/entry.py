@@ -1,0 +1,283 @@
+"""The leaderboard entry: one cell's scores, recomputable from its stored predictions.
+
+An entry is built from a runner record (:mod:`cud_bench.records`) and its
+``.npz`` of float16 per-example probabilities. Its scores are **computed from
+those stored predictions**, by the runner's own scoring functions, not copied
+from the record (which scored float32 logits): so anyone holding a release can
+recompute every committed number exactly (:func:`score_predictions`), and CI
+does (:func:`leaderboard.release.verify`). The two differ only by float16
+rounding of the probabilities.
+
+Entry layout (``schema_version`` 1; ``schema/entry-v1.json`` is the normative
+field-by-field description, and every file is validated against it)::
+
+    schema_version  1
+    cell            {suite, task, method, seed, protocol, student}: the cell's key
+    specs           {task, method, suite, teacher_arch, student_arch}: spec hashes (12 hex);
+                    "suite" hashes the suite's settings only (see SUITE_SELECTION_FIELDS)
+    task            {id: "rt-polarity@v1", subset: the runner's caps on the splits}
+    shifts          {shift id: {hash, family, kind}} for every shift scored
+    temperature     post-hoc temperature, fitted by the runner on clean validation data
+    metrics         {"classification": [metric id], "detection": [metric id]}: the order
+                    of the values in each set's "raw" and "ts" arrays
+    sets            {set id: {kind, n, raw: [value], ts: [value]}}; set ids are "clean",
+                    "<shift id>/<severity>" and "pool/<family>" (every labelled set of a
+                    family, concatenated); values rounded to DECIMALS places
+    predictions     {file: path in the release, sha256: of the .npz bytes}
+    teacher         {recipe, train_accuracy, targets: {rows_changed, temperature, accuracy,
+                    mean_confidence}} or null (no teacher, or not recorded)
+    training        the student's {best_epoch, epochs_run, selection_rule} or null
+    provenance      the record's provenance (code version, git commit, libraries, hardware,
+                    wall time), copied as is
+    replaces        optional [{previous: sha256 of the replaced entry file, reason}], oldest first
+
+Dropped from the record to keep a release small: per-epoch training history,
+teacher scores (no teacher predictions are stored, so they could not be
+verified), the corruption summary (derived from the sets), full spec bodies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import jsonschema
+import numpy as np
+
+from cud_bench.errors import CudBenchError
+from cud_bench.specs import content_hash
+
+SCHEMA_VERSION = 1
+DECIMALS = 6  # stored scores are rounded to this many places
+CLEAN = "clean"
+POOL = "pool"
+POOLED_KINDS = ("labelled",)  # subsets overlap and out-of-scope sets have no labels: never pooled
+VARIANTS = ("raw", "ts")  # the model's own probabilities; after post-hoc temperature scaling
+SCORING = {"labelled": "classification", "subset": "classification", "out-of-scope": "detection"}
+# SuiteSpec fields that select cells rather than change a cell's numbers: a run restricted
+# with --tasks/--methods/--seeds must stay comparable with the full run.
+SUITE_SELECTION_FIELDS = ("name", "tasks", "methods", "seeds", "protocols", "students", "description")
+
+
+def stem(cell: dict[str, Any]) -> str:
+    """File-name stem of a cell, unique within a release (suite first: a release may hold several).
+
+    The schema limits cell names to file-name characters."""
+    parts = [cell["suite"], cell["task"], cell["method"], cell["student"], cell["protocol"]]
+    return "__".join(parts) + f"__seed{cell['seed']}"
+
+
+def predictions_file(cell: dict[str, Any], sha256: str) -> str:
+    """Where a cell's predictions live in a release: content-addressed, so a replacement never
+    overwrites the file the previous entry points at."""
+    return f"predictions/{stem(cell)}-{sha256[:12]}.npz"
+
+
+def from_record(record: dict[str, Any], predictions_path: Path) -> dict[str, Any]:
+    """The entry for a runner record whose predictions are the ``.npz`` at ``predictions_path``."""
+    data = predictions_path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    arrays = read_predictions(io.BytesIO(data), predictions_path)
+    student = record["student"]
+    shift_info = _shift_info(record)
+    metrics, sets = score_predictions(arrays, student["clean"]["temperature"], shift_info)
+    _check_sizes(student, sets, predictions_path)
+    specs = record["specs"]
+    teacher = record.get("teacher")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cell": record["cell"],
+        "specs": {
+            "task": specs["task"]["hash"],
+            "method": specs["method"]["hash"],
+            "suite": suite_settings_hash(specs["suite"]["spec"]),
+            "teacher_arch": specs["teacher_arch"]["hash"],
+            "student_arch": specs["student_arch"]["hash"],
+        },
+        "task": {"id": specs["task"]["id"], "subset": specs["task"]["subset"]},
+        "shifts": shift_info,
+        "temperature": student["clean"]["temperature"],
+        "metrics": metrics,
+        "sets": sets,
+        "predictions": {"file": predictions_file(record["cell"], sha), "sha256": sha},
+        "teacher": teacher and {k: teacher[k] for k in ("recipe", "train_accuracy", "targets")},
+        "training": {k: record["training"][k] for k in ("best_epoch", "epochs_run", "selection_rule")},
+        "provenance": record["provenance"],
+    }
+
+
+def suite_settings_hash(suite_spec: dict[str, Any]) -> str:
+    """Hash of the suite fields that change a cell's numbers (caps, folds, teacher, shifts...)."""
+    return content_hash({k: v for k, v in suite_spec.items() if k not in SUITE_SELECTION_FIELDS})
+
+
+def score_predictions(
+    arrays: dict[str, np.ndarray], temperature: float, shifts: dict[str, dict[str, str]]
+) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
+    """Every set's scores, raw and after ``temperature``, from stored probabilities.
+
+    ``arrays`` has the runner's keys (``clean/probs``, ``clean/labels``,
+    ``shift/<id>/<severity>/probs|labels|rows``). The runner's scoring functions
+    take logits; ``log p`` differs from the logits by a per-row constant, so it
+    gives exactly the same (temperature-scaled) distributions. Returns
+    (metric ids per scoring, sets), values rounded to ``DECIMALS`` places.
+    """
+    from cud_bench.scoring import ood_scores, scores  # heavy (torch): only when scoring
+
+    computed = {}
+    for set_id in set_ids(arrays, shifts):
+        kind = set_kind(set_id, shifts)
+        if kind == "out-of-scope":
+            out = arrays[f"shift/{set_id}/probs"]
+            result = ood_scores(log_probs(arrays["clean/probs"]), log_probs(out), temperature)
+        else:
+            probs, labels = set_probs(arrays, set_id, shifts)
+            result = scores(log_probs(probs), labels, temperature)
+        computed[set_id] = {**result, "kind": kind}
+    metrics: dict[str, list[str]] = {"classification": [], "detection": []}
+    for result in computed.values():
+        metrics[SCORING[result["kind"]]] = sorted(result["raw"])
+    sets = {
+        set_id: {
+            "kind": r["kind"],
+            "n": r["n"],
+            **{v: [round(float(r[v][m]), DECIMALS) for m in metrics[SCORING[r["kind"]]]] for v in VARIANTS},
+        }
+        for set_id, r in sorted(computed.items())
+    }
+    return metrics, sets
+
+
+def set_ids(arrays: dict[str, np.ndarray], shifts: dict[str, dict[str, str]]) -> list[str]:
+    """Every set a predictions file holds: clean, each shifted set, and a pool per family
+    with labelled sets."""
+    shifted = sorted({"/".join(key.split("/")[1:3]) for key in arrays if key.startswith("shift/")})
+    unknown = sorted({s.split("/")[0] for s in shifted} - set(shifts))
+    if unknown:
+        raise CudBenchError(f"predictions hold sets of shifts {unknown}, which the record does not describe")
+    families = sorted({shifts[s.split("/")[0]]["family"] for s in shifted if set_kind(s, shifts) in POOLED_KINDS})
+    return [CLEAN, *shifted, *(f"{POOL}/{family}" for family in families)]
+
+
+def set_kind(set_id: str, shifts: dict[str, dict[str, str]]) -> str:
+    head = set_id.split("/")[0]
+    return "labelled" if head in (CLEAN, POOL) else shifts[head]["kind"]
+
+
+def set_probs(arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(probs (n, C), labels (n,)) of a classification set: clean, labelled, subset (rows of the
+    clean set) or a family's pool (its labelled sets concatenated in set-id order)."""
+    head, _, rest = set_id.partition("/")
+    if head == CLEAN:
+        return arrays["clean/probs"], arrays["clean/labels"]
+    if head == POOL:
+        parts = [set_probs(arrays, s, shifts) for s in set_ids_of_family(arrays, rest, shifts)]
+        return np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts])
+    prefix = f"shift/{set_id}"
+    if shifts[head]["kind"] == "subset":
+        rows = arrays[f"{prefix}/rows"]
+        return arrays["clean/probs"][rows], arrays["clean/labels"][rows]
+    return arrays[f"{prefix}/probs"], arrays[f"{prefix}/labels"]
+
+
+def set_ids_of_family(arrays: dict[str, np.ndarray], family: str, shifts: dict[str, dict[str, str]]) -> list[str]:
+    """The labelled sets of a shift family, in set-id order (the order of its pool)."""
+    return [
+        s
+        for s in set_ids(arrays, shifts)
+        if "@" in s and shifts[s.split("/")[0]]["family"] == family and set_kind(s, shifts) in POOLED_KINDS
+    ]
+
+
+def log_probs(probs: np.ndarray) -> np.ndarray:
+    """``log p`` in float64, as logits for the runner's scoring (a float16 zero becomes -inf, then 0 again)."""
+    with np.errstate(divide="ignore"):
+        return np.log(probs.astype(np.float64))
+
+
+def _shift_info(record: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Hash, family and kind of every shift the record scored.
+
+    Taken from the record's ``specs.shifts`` when it has them, else from the shift
+    registry of the code importing the record (the code that produced it).
+    """
+    recorded = record["specs"].get("shifts")
+    if recorded is not None:
+        return {
+            sid: {"hash": s["hash"], "family": s["spec"]["family"], "kind": s["spec"]["kind"]}
+            for sid, s in sorted(recorded.items())
+        }
+    from shifts import get_shift
+
+    info = {}
+    for sid in sorted(record["student"]["shifts"]):
+        spec = get_shift(sid).spec
+        info[sid] = {"hash": spec.spec_hash(), "family": spec.family, "kind": spec.kind}
+    return info
+
+
+def _check_sizes(student: dict[str, Any], sets: dict[str, dict[str, Any]], path: Path) -> None:
+    """The predictions must hold the sets the record scored, with the same sizes: a mismatch
+    means the ``.npz`` belongs to another record."""
+    expected = {CLEAN: student["clean"]["n"]}
+    for shift, by_severity in student["shifts"].items():
+        expected.update({f"{shift}/{sev}": s["n"] for sev, s in by_severity.items()})
+    found = {set_id: s["n"] for set_id, s in sets.items() if not set_id.startswith(f"{POOL}/")}
+    if found != expected:
+        diff = sorted(set(found.items()) ^ set(expected.items()))
+        raise CudBenchError(f"predictions {path} do not match their record (set, size) differences: {diff[:6]}")
+
+
+def read_predictions(file: Path | BinaryIO, name: Path | str | None = None) -> dict[str, np.ndarray]:
+    """Every array of a predictions ``.npz`` (a path or an open file called ``name``);
+    an unreadable or missing file gives an error naming it."""
+    path = name or file
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise CudBenchError(f"cannot read predictions {path}: {exc}") from None
+    if "clean/probs" not in arrays or "clean/labels" not in arrays:
+        raise CudBenchError(f"predictions {path} lack clean/probs or clean/labels")
+    return arrays
+
+
+def dumps(entry: dict[str, Any]) -> bytes:
+    """The canonical bytes of an entry: sorted keys, no whitespace, one line."""
+    return (json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def validate(entry: Any, source: Path | str) -> None:
+    """Check ``entry`` against the shipped JSON schema and the rules JSON Schema cannot say."""
+    check_schema(entry, "entry-v1.json", source)
+    for set_id, s in entry["sets"].items():
+        width = len(entry["metrics"][SCORING[s["kind"]]])
+        if len(s["raw"]) != width or len(s["ts"]) != width:
+            raise CudBenchError(f"{source}: set {set_id!r} has {len(s['raw'])}/{len(s['ts'])} values for {width} metrics")
+        shift = set_id.split("/")[0]
+        if set_id != CLEAN and shift != POOL and shift not in entry["shifts"]:
+            raise CudBenchError(f"{source}: set {set_id!r} belongs to no shift listed in 'shifts'")
+    expected = predictions_file(entry["cell"], entry["predictions"]["sha256"])
+    if entry["predictions"]["file"] != expected:
+        raise CudBenchError(f"{source}: predictions file should be {expected!r}, got {entry['predictions']['file']!r}")
+
+
+def check_schema(obj: Any, schema_name: str, source: Path | str) -> None:
+    """One clear error naming ``source`` and the first (most relevant) violation."""
+    error = jsonschema.exceptions.best_match(_validator(schema_name).iter_errors(obj))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise CudBenchError(f"{source}: does not match the schema {schema_name} at {where}: {error.message}")
+
+
+@cache
+def _validator(schema_name: str) -> jsonschema.protocols.Validator:
+    schema = json.loads(resources.files("leaderboard").joinpath("schema", schema_name).read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)

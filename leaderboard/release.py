@@ -1,0 +1,119 @@
+"""Making a release from a run, and checking that every committed score is what its predictions say.
+
+:func:`import_run` turns a runner output folder into entries of the release of
+the current benchmark version; :func:`verify` recomputes every stored score from
+the stored predictions (CI runs it on every committed release).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from cud_bench.errors import CudBenchError
+from cud_bench.records import read_record
+from leaderboard import entry as entry_format
+from leaderboard import versions
+from leaderboard.store import DEFAULT_ROOT, Release, create_release
+
+# Stored and recomputed scores are both rounded to DECIMALS places; floating-point noise
+# from another platform's summation order can move a rounding by one unit, no more.
+TOLERANCE = 1.01 * 10.0**-entry_format.DECIMALS
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportSummary:
+    release: Release
+    counts: dict[str, int]  # "added" / "replaced" / "unchanged" -> entries
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts.items())) or "no records"
+        size = sum(p.stat().st_size for p in self.release.path.rglob("*") if p.is_file())
+        return f"release {self.release.version} ({self.release.path}, {size / 1e6:.1f} MB): {counts}"
+
+
+def import_run(
+    records_dir: Path,
+    version: str,
+    *,
+    root: Path = DEFAULT_ROOT,
+    replace_reason: str | None = None,
+    benchmark_file: Path = versions.BENCHMARK_FILE,
+) -> ImportSummary:
+    """Add every record under ``records_dir`` (``<out>/<suite>/records`` or any folder above) to release ``version``.
+
+    ``version`` must be the current benchmark version, whose manifest must match
+    the code (:func:`leaderboard.versions.check`). Every record is read and scored
+    before anything is written, so a bad record changes nothing.
+    """
+    current = versions.check(root, benchmark_file)
+    if version != current:
+        raise CudBenchError(f"the current benchmark version is {current} ({benchmark_file}); cannot import into {version}")
+    paths = sorted(p for p in Path(records_dir).rglob("*.json") if p.parent.name == "records")
+    if not paths:
+        raise CudBenchError(f"no result records (records/*.json) under {records_dir}")
+    prepared = []
+    for path in paths:
+        record = read_record(path)
+        predictions = path.parent / record.get("predictions", "")
+        if not predictions.is_file():
+            raise CudBenchError(f"{path}: its predictions file {predictions} is missing")
+        try:
+            prepared.append((entry_format.from_record(record, predictions), predictions))
+        except (KeyError, TypeError) as exc:
+            raise CudBenchError(f"{path} lacks a field a leaderboard entry needs ({type(exc).__name__}: {exc})") from None
+    release = create_release(version, versions.read_benchmark(benchmark_file)[1], root)
+    counts = collections.Counter(release.add(e, p, replace_reason=replace_reason) for e, p in prepared)
+    return ImportSummary(release, dict(counts))
+
+
+def verify(release: Release) -> int:
+    """Recompute every stored score from the stored predictions; returns how many numbers were checked.
+
+    Raises one error listing every entry file whose scores differ (by more than
+    :data:`TOLERANCE`) or whose sets are not in its predictions, and every file
+    in the release folder that the index does not name.
+    """
+    checked, problems = 0, []
+    for entry in release.entries():
+        metrics, sets = entry_format.score_predictions(release.predictions(entry), entry["temperature"], entry["shifts"])
+        n, found = _compare(entry, metrics, sets)
+        checked += n
+        stem = entry_format.stem(entry["cell"])
+        where = release.entry_path(stem, release.index()["entries"][stem])
+        problems += [f"{where}: {p}" for p in found]
+    problems += [f"{p}: named by no entry of {release.index_path}, so not part of the release; delete it" for p in release.unlisted()]
+    if problems:
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise CudBenchError(
+            f"{len(problems)} stored score(s) in release {release.version} differ from their predictions:\n  "
+            + "\n  ".join(problems[:20])
+            + more
+        )
+    return checked
+
+
+def _compare(entry: dict[str, Any], metrics: dict[str, list[str]], sets: dict[str, Any]) -> tuple[int, list[str]]:
+    checked, problems = 0, []
+    for set_id, stored in entry["sets"].items():
+        if set_id not in sets:
+            problems.append(f"set {set_id!r} is not in its predictions")
+            continue
+        again = sets[set_id]
+        if (again["kind"], again["n"]) != (stored["kind"], stored["n"]):
+            problems.append(f"set {set_id!r} is {again['kind']} with n={again['n']} in its predictions, stored as {stored['kind']} with n={stored['n']}")
+            continue
+        scoring = entry_format.SCORING[stored["kind"]]
+        position = {m: i for i, m in enumerate(metrics[scoring])}
+        for i, metric in enumerate(entry["metrics"][scoring]):
+            if metric not in position:
+                problems.append(f"metric {metric!r} cannot be recomputed")
+                continue
+            for variant in entry_format.VARIANTS:
+                checked += 1
+                value, recomputed = stored[variant][i], again[variant][position[metric]]
+                if abs(value - recomputed) > TOLERANCE:
+                    problems.append(f"{set_id} {variant} {metric}: stored {value!r}, recomputed {recomputed!r}")
+    return checked, problems

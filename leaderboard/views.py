@@ -1,0 +1,416 @@
+"""The views of a release: LEADERBOARD.md, leaderboard.csv, index.html with its figures, and the terminal table.
+
+Every view is a function of the release alone (entries and predictions), in a
+fixed order, with no timestamps and with bootstrap seeds derived from what each
+statistic is about, so ``build`` regenerates the same bytes every time.
+
+The main table is task × method with accuracy, ECE, NLL and Brier on the clean
+test set and under shift, raw and after temperature scaling. "Under shift" is
+the corruption pool: every corruption shift at every severity, concatenated
+(per-shift numbers are in the CSV and the severity figures).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cud_bench.errors import CudBenchError
+from cud_bench.io import write_bytes_atomic
+from cud_bench.metrics import reliability_bins
+from leaderboard import entry as entry_format
+from leaderboard import figures
+from leaderboard.entry import VARIANTS
+from leaderboard.stats import LEVEL, REFERENCE, Board, Stat, boards, summarize_board
+from leaderboard.store import Release
+
+MAIN_METRICS = ("accuracy", "ece/uniform/15/l1", "nll", "brier")
+DETECTION_METRICS = ("ood_auroc/msp", "ood_auroc/entropy", "ood_mean_confidence")
+MAIN_SETS = (entry_format.CLEAN, f"{entry_format.POOL}/corruption")
+SEVERITY_METRIC = "ece/uniform/15/l1"
+VARIANT_LABELS = {"raw": "raw", "ts": "after temperature scaling"}
+CSV_FIELDS = (
+    "suite", "task", "protocol", "student", "method", "set", "variant", "metric", "n_seeds", "seeds",
+    "mean", "std", "ci_low", "ci_high", "delta", "delta_low", "delta_high", "p_value", "rank", "note",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Display:
+    """How a metric is printed: a short label, a scale (100 for percentages) and decimals."""
+
+    label: str
+    scale: float
+    decimals: int
+
+    def format(self, value: float | None) -> str:
+        return "" if value is None else f"{self.scale * value:.{self.decimals}f}"
+
+
+DISPLAY = {  # by metric name (the first part of its id)
+    "accuracy": Display("Acc %", 100, 1),
+    "macro_f1": Display("macro-F1 %", 100, 1),
+    "ece": Display("ECE %", 100, 2),
+    "classwise_ece": Display("cw-ECE %", 100, 2),
+    "mce": Display("MCE %", 100, 1),
+    "nll": Display("NLL", 1, 3),
+    "brier": Display("Brier", 1, 3),
+    "aurc": Display("AURC %", 100, 2),
+    "mean_confidence": Display("conf %", 100, 1),
+    "ood_auroc": Display("OOD AUROC %", 100, 1),
+    "ood_mean_confidence": Display("OOD conf %", 100, 1),
+}
+
+
+def display(metric: str) -> Display:
+    return DISPLAY.get(metric.split("/")[0], Display(metric, 1, 4))
+
+
+def metric_label(metric: str) -> str:
+    d = display(metric)
+    return d.label if metric in MAIN_METRICS or d.label == metric else f"{d.label} ({metric})"
+
+
+def set_label(set_id: str) -> str:
+    head, _, rest = set_id.partition("/")
+    return f"under {rest} (pooled)" if head == entry_format.POOL else set_id
+
+
+# -- build -----------------------------------------------------------------------------
+def build(release: Release, out_dir: Path | None = None, *, n_resamples: int = 1000, level: float = LEVEL) -> list[Path]:
+    """Render every view of ``release`` into ``out_dir`` (default ``<release>/views``); returns the files.
+
+    Figures no longer produced are removed, so the folder is exactly the build's output.
+    """
+    out_dir = Path(out_dir) if out_dir is not None else release.path / "views"
+    entries = release.entries()
+    all_stats: list[Stat] = []
+    figure_files: dict[Board, list[str]] = {}
+    for board, methods in boards(entries).items():
+        methods = dict(sorted(methods.items(), key=lambda m: (m[0] != REFERENCE, m[0])))
+        board_stats = summarize_board(
+            board, methods, release.predictions, metrics=MAIN_METRICS + DETECTION_METRICS,
+            tested_sets=MAIN_SETS, n_resamples=n_resamples, level=level,
+        )
+        all_stats += board_stats
+        figure_files[board] = _board_figures(release, board, methods, board_stats, out_dir / "figures")
+    written = [out_dir / "figures" / name for names in figure_files.values() for name in names]
+    for stale in sorted(set((out_dir / "figures").glob("*.svg")) - set(written)):
+        stale.unlink()
+    views = {
+        "LEADERBOARD.md": markdown(release, all_stats, level),
+        "leaderboard.csv": to_csv(all_stats),
+        "index.html": page(release, all_stats, figure_files, level),
+    }
+    for name, text in views.items():
+        write_bytes_atomic(out_dir / name, text.encode("utf-8"))
+    return sorted([out_dir / name for name in views] + written)
+
+
+def _board_figures(
+    release: Release, board: Board, methods: dict[str, list[dict[str, Any]]], stats: list[Stat], folder: Path
+) -> list[str]:
+    """The board's reliability diagrams (clean test set, seeds pooled, raw) and ECE-against-severity curves."""
+    stem = "__".join(dataclasses.astuple(board))
+    names = []
+    bins = {}
+    for method, entries in methods.items():
+        parts = [entry_format.set_probs(release.predictions(e), entry_format.CLEAN, e["shifts"]) for e in entries]
+        bins[method] = reliability_bins(np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts]))
+    name = f"{stem}__reliability.svg"
+    figures.reliability_figure(f"{board.label}: clean test set, raw, seeds pooled", bins, folder / name)
+    names.append(name)
+    for family, curves in _severity_curves(methods, stats).items():
+        name = f"{stem}__{family}-severity.svg"
+        figures.severity_figure(f"{board.label}: mean ECE over {family} shifts", curves, folder / name)
+        names.append(name)
+    return names
+
+
+def _severity_curves(methods: dict[str, list[dict[str, Any]]], stats: list[Stat]) -> dict[str, dict[str, dict[str, dict[int, float]]]]:
+    """{family: {variant label: {method: {severity: mean ECE over the family's shifts}}}} for every
+    family whose labelled shifts have several severities; severity 0 is the clean test set."""
+    shifts = {sid: info for es in methods.values() for e in es for sid, info in e["shifts"].items()}
+    ece = {(s.method, s.set_id, s.variant): s.mean for s in stats if s.metric == SEVERITY_METRIC and s.mean is not None}
+    families: dict[str, dict[int, set[str]]] = {}
+    for _, set_id, _ in ece:
+        shift, _, severity = set_id.partition("/")
+        if shift in shifts and shifts[shift]["kind"] == "labelled":
+            families.setdefault(shifts[shift]["family"], {}).setdefault(int(severity), set()).add(set_id)
+    return {
+        family: {
+            VARIANT_LABELS[v]: {m: _curve(ece, m, v, by_severity) for m in methods if (m, entry_format.CLEAN, v) in ece}
+            for v in VARIANTS
+        }
+        for family, by_severity in sorted(families.items())
+        if len(by_severity) > 1
+    }
+
+
+def _curve(ece: dict[tuple, float], method: str, variant: str, by_severity: dict[int, set[str]]) -> dict[int, float]:
+    """Severity -> mean ECE over the shifts at that severity (0: clean); a severity missing a shift is left out."""
+    curve = {0: ece[(method, entry_format.CLEAN, variant)]}
+    for severity, set_ids in sorted(by_severity.items()):
+        values = [ece.get((method, s, variant)) for s in sorted(set_ids)]
+        if None not in values:
+            curve[severity] = float(np.mean(values))
+    return curve
+
+
+# -- Markdown --------------------------------------------------------------------------
+def markdown(release: Release, stats: list[Stat], level: float = LEVEL) -> str:
+    """LEADERBOARD.md: per suite, protocol, student and variant, a task × method table."""
+    index = _index(stats)
+    notes: list[str] = []
+    lines = [
+        f"# cud-bench leaderboard, release {release.version}",
+        "",
+        f"Generated by `cud-bench leaderboard build` from `{release.path.name}` ({len(release.stems())} entries); do not edit.",
+        "",
+        _legend(level, f"The {level:.0%} bootstrap intervals, differences from {REFERENCE} and p-values are in "
+                "leaderboard.csv and index.html."),
+        "",
+    ]
+    for section, rows in _sections(index):
+        suite, protocol, student, variant = section
+        header = ["task", "method"] + [f"{set_label(s)} {display(m).label}" for s in MAIN_SETS for m in MAIN_METRICS]
+        lines += [f"## {suite} · {protocol} targets · {student} student · {VARIANT_LABELS[variant]}", ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for board, method in rows:
+            cells = [_md_cell(index.get((board, method, s, variant, m)), notes) for s in MAIN_SETS for m in MAIN_METRICS]
+            lines.append("| " + " | ".join([board.task, method, *cells]) + " |")
+        lines.append("")
+    if notes:
+        lines += ["## Notes", ""] + [f"{i}. {note}" for i, note in enumerate(notes, 1)] + [""]
+    return "\n".join(lines)
+
+
+def _legend(level: float, details: str) -> str:
+    return (
+        f"Each cell: mean ± std over seeds. #k: rank among the methods by mean (1 = best), shown only where the "
+        f"paired bootstrap over seeds × examples distinguishes the method from vanilla KD ({REFERENCE}) at "
+        f"p < {1 - level:.2g}. Accuracy and ECE (15 equal-width bins, L1) in %, NLL in nats, Brier in [0, 2]. "
+        f"'under corruption' pools every corruption shift at every severity. {details}"
+    )
+
+
+def _md_cell(stat: Stat | None, notes: list[str]) -> str:
+    if stat is None:
+        return "–"
+    if stat.mean is None:
+        return _footnote(f"{stat.board.label} / {stat.method} / {set_label(stat.set_id)}: {stat.note}", notes)
+    d = display(stat.metric)
+    text = d.format(stat.mean) + (f" ± {d.format(stat.std)}" if stat.std is not None else "")
+    if stat.rank is not None:
+        text += f" #{stat.rank}"
+    if stat.note:
+        text += " " + _footnote(f"{stat.board.label} / {stat.method} / {set_label(stat.set_id)}: {stat.note}", notes)
+    return text
+
+
+def _footnote(note: str, notes: list[str]) -> str:
+    if note not in notes:
+        notes.append(note)
+    return f"n/a [{notes.index(note) + 1}]" if "incompatible" in note or "not scored" in note else f"[{notes.index(note) + 1}]"
+
+
+# -- CSV -------------------------------------------------------------------------------
+def to_csv(stats: list[Stat]) -> str:
+    """Every statistic the build computed, one row each (numbers to 6 significant digits)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for s in stats:
+        if s.note == "not scored":
+            continue
+        writer.writerow([
+            *dataclasses.astuple(s.board), s.method, s.set_id, s.variant, s.metric, len(s.seeds),
+            ";".join(map(str, s.seeds)),
+            *(_num(v) for v in (s.mean, s.std, s.low, s.high, s.delta, s.delta_low, s.delta_high, s.p_value)),
+            "" if s.rank is None else s.rank, s.note,
+        ])
+    return out.getvalue()
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+# -- HTML ------------------------------------------------------------------------------
+def page(release: Release, stats: list[Stat], figure_files: dict[Board, list[str]], level: float = LEVEL) -> str:
+    """index.html: a sortable table and the figures; no network needed (inline CSS and JS, local SVGs)."""
+    index = _index(stats)
+    columns = [(s, m) for s in MAIN_SETS for m in MAIN_METRICS]
+    head = "".join(f'<th data-type="text">{h}</th>' for h in ("suite", "protocol", "student", "task", "method", "variant"))
+    head += "".join(f'<th data-type="number">{html.escape(set_label(s))}<br>{html.escape(display(m).label)}</th>' for s, m in columns)
+    body = []
+    for (suite, protocol, student, variant), rows in _sections(index):
+        for board, method in rows:
+            cells = "".join(f"<td>{html.escape(v)}</td>" for v in (suite, protocol, student, board.task, method, variant))
+            cells += "".join(_html_cell(index.get((board, method, s, variant, m))) for s, m in columns)
+            body.append(f"<tr>{cells}</tr>")
+    sections = []
+    for board, names in figure_files.items():
+        imgs = "".join(f'<img src="figures/{html.escape(n)}" alt="{html.escape(n[:-4])}">' for n in names)
+        sections.append(f'<section class="board"><h3>{html.escape(board.label)}</h3>{imgs}</section>')
+    return _PAGE.format(
+        version=html.escape(release.version),
+        legend=html.escape(_legend(level, f"Below the mean: its {level:.0%} bootstrap interval (seeds × examples), "
+                                         f"and Δ, the difference from {REFERENCE} on shared seeds, with its p-value.")),
+        head=head,
+        body="\n".join(body),
+        figures="\n".join(sections),
+        script=_SCRIPT,
+    )
+
+
+def _html_cell(stat: Stat | None) -> str:
+    if stat is None:
+        return '<td data-value=""></td>'
+    if stat.mean is None:
+        return f'<td data-value="" title="{html.escape(stat.note)}">n/a</td>'
+    d = display(stat.metric)
+    text = d.format(stat.mean) + (f" ± {d.format(stat.std)}" if stat.std is not None else "")
+    if stat.low is not None:
+        text += f"<br><small>[{d.format(stat.low)}, {d.format(stat.high)}]</small>"
+    if stat.delta is not None:
+        text += f"<br><small>Δ {d.scale * stat.delta:+.{d.decimals}f}, p={stat.p_value:.3g}</small>"
+    if stat.rank is not None:
+        text += f' <b class="rank">#{stat.rank}</b>'
+    title = f' title="{html.escape(stat.note)}"' if stat.note else ""
+    return f'<td data-value="{stat.mean!r}"{title}>{text}</td>'
+
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>cud-bench leaderboard {version}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+table {{ border-collapse: collapse; font-size: 0.85em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; vertical-align: top; }}
+th {{ background: #f2f2f2; cursor: pointer; }}
+th[aria-sort="ascending"]::after {{ content: " \\25B2"; }}
+th[aria-sort="descending"]::after {{ content: " \\25BC"; }}
+td:nth-child(-n+6) {{ text-align: left; }}
+.rank {{ color: #1a6b1a; }}
+section.board img {{ max-width: 100%; display: block; margin: 0.5em 0; }}
+</style>
+</head>
+<body>
+<h1>cud-bench leaderboard, release {version}</h1>
+<p>{legend}</p>
+<p>Click a column header to sort; link to <code>#sort=COLUMN</code> (or <code>#sort=-COLUMN</code>, descending) to open sorted.</p>
+<table id="leaderboard">
+<thead><tr>{head}</tr></thead>
+<tbody>
+{body}
+</tbody>
+</table>
+<h2>Figures</h2>
+{figures}
+<script>
+{script}
+</script>
+</body>
+</html>
+"""
+
+_SCRIPT = """(function () {
+  var table = document.getElementById("leaderboard");
+  var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
+  function key(row, i, numeric) {
+    var cell = row.cells[i];
+    if (!numeric) return cell.textContent;
+    var v = cell.getAttribute("data-value");
+    return v === "" ? NaN : parseFloat(v);
+  }
+  function sortBy(i, descending) {
+    var numeric = heads[i].getAttribute("data-type") === "number";
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = key(a, i, numeric), y = key(b, i, numeric);
+      if (numeric) {
+        if (isNaN(x)) return isNaN(y) ? 0 : 1;
+        if (isNaN(y)) return -1;
+        return descending ? y - x : x - y;
+      }
+      return descending ? y.localeCompare(x) : x.localeCompare(y);
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+    heads.forEach(function (h, j) {
+      if (j === i) h.setAttribute("aria-sort", descending ? "descending" : "ascending");
+      else h.removeAttribute("aria-sort");
+    });
+  }
+  heads.forEach(function (h, i) {
+    h.addEventListener("click", function () { sortBy(i, h.getAttribute("aria-sort") === "ascending"); });
+  });
+  var match = /^#sort=(-?)(\\d+)$/.exec(window.location.hash);
+  if (match && heads[+match[2]]) sortBy(+match[2], match[1] === "-");
+  table.setAttribute("data-sortable", "ready");
+  window.addEventListener("load", function () {
+    var imgs = Array.prototype.slice.call(document.images);
+    var ok = imgs.filter(function (img) { return img.complete && img.naturalWidth > 0; }).length;
+    document.body.setAttribute("data-figures-loaded", ok + "/" + imgs.length);
+  });
+})();"""
+
+
+# -- terminal --------------------------------------------------------------------------
+def show_table(
+    release: Release, *, tasks: Sequence[str] = (), metrics: Sequence[str] = (), variant: str = "raw"
+) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a terminal table: mean ± std over seeds, clean and under shift, from stored scores."""
+    metrics = list(metrics) or list(MAIN_METRICS)
+    entries = [e for e in release.entries() if not tasks or e["cell"]["task"] in tasks]
+    known = sorted({m for e in entries for ids in e["metrics"].values() for m in ids})
+    unknown = [m for m in metrics if m not in known]
+    if entries and unknown:
+        raise CudBenchError(f"release {release.version} has no metric {unknown[0]!r}; its metrics: {', '.join(known)}")
+    stats = []
+    for board, methods in boards(entries).items():
+        stats += summarize_board(board, methods, release.predictions, metrics=metrics)
+    index = _index(stats)
+    header = ["suite", "protocol", "student", "task", "method"] + [f"{set_label(s)} {metric_label(m)}" for s in MAIN_SETS for m in metrics]
+    rows = []
+    for (suite, protocol, student, v), section in _sections(index):
+        if v != variant:
+            continue
+        for board, method in section:
+            cells = []
+            for s in MAIN_SETS:
+                for m in metrics:
+                    stat = index.get((board, method, s, variant, m))
+                    cells.append("-" if stat is None else "n/a" if stat.mean is None else _plain(stat))
+            rows.append([suite, protocol, student, board.task, method, *cells])
+    return header, rows
+
+
+def _plain(stat: Stat) -> str:
+    d = display(stat.metric)
+    return d.format(stat.mean) + (f" ± {d.format(stat.std)}" if stat.std is not None else "")
+
+
+# -- shared ----------------------------------------------------------------------------
+def _index(stats: list[Stat]) -> dict[tuple, Stat]:
+    return {(s.board, s.method, s.set_id, s.variant, s.metric): s for s in stats}
+
+
+def _sections(index: dict[tuple, Stat]) -> list[tuple[tuple[str, str, str, str], list[tuple[Board, str]]]]:
+    """Table sections (suite, protocol, student, variant), each with its (board, method) rows:
+    tasks in order, the reference method first."""
+    rows = sorted({(b, m) for b, m, *_ in index}, key=lambda r: (r[0], r[1] != REFERENCE, r[1]))
+    sections: dict[tuple[str, str, str, str], list[tuple[Board, str]]] = {}
+    for variant in VARIANTS:
+        for board, method in rows:
+            sections.setdefault((board.suite, board.protocol, board.student, variant), []).append((board, method))
+    return sorted(sections.items(), key=lambda s: (s[0][:3], VARIANTS.index(s[0][3])))
