@@ -10,7 +10,8 @@ Record layout (``schema_version`` 1)::
     schema_version   int   this layout's version (upgrades live in leaderboard/)
     cell             {suite, task, method, seed, protocol, student}: the cell's key
     specs            {task, method, suite, teacher_arch, student_arch, shifts}:
-                     each {"hash": ..., "spec": {...}} — the frozen specs used
+                     each {"hash": ..., "spec": {...}} — the frozen specs used;
+                     shifts maps every scored shift's id to its own such pair
     student          {"clean": Scores, "shifts": {shift_id: {severity: Scores}}}
     teacher          {"recipe", "clean": Scores, "shifts": ..., "train_accuracy",
                       "targets": {"rows_changed", "temperature"}, "selection": TrainCard}

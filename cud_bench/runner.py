@@ -34,6 +34,7 @@ from cud_bench.suites import SuiteSpec, model_presets
 from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit, prepare_task
 from cud_bench.teachers import TeacherStore
 from cud_bench.train import predict_logits
+from shifts import get_shift
 
 
 @dataclasses.dataclass
@@ -165,7 +166,7 @@ def run_cell(
     }
     wall["scoring"] = time.perf_counter() - clock
     record = {
-        "specs": _specs(suite, data, method, teachers.arch, arch),
+        "specs": _specs(suite, data, method, teachers.arch, arch, shift_sets),
         "student": student_part,
         "teacher": teacher_part,
         "training": card,
@@ -179,7 +180,9 @@ def run_cell(
     return record, predictions
 
 
-def _specs(suite: SuiteSpec, data: TaskData, method: MethodSpec, teacher: Architecture, student: Architecture) -> dict:
+def _specs(
+    suite: SuiteSpec, data: TaskData, method: MethodSpec, teacher: Architecture, student: Architecture, shift_sets: ShiftSets
+) -> dict:
     def entry(spec: Any) -> dict:
         return {"hash": spec.spec_hash(), "spec": spec.to_dict()}
 
@@ -189,4 +192,5 @@ def _specs(suite: SuiteSpec, data: TaskData, method: MethodSpec, teacher: Archit
         "suite": entry(suite),
         "teacher_arch": entry(teacher.spec),
         "student_arch": entry(student.spec),
+        "shifts": {shift_id: entry(get_shift(shift_id).spec) for shift_id in shift_sets.shift_ids},
     }

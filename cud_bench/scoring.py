@@ -83,6 +83,11 @@ class ShiftSets:
                 if len(shifted):
                     self.sets.append(shifted)
 
+    @property
+    def shift_ids(self) -> list[str]:
+        """The versioned ids of the shifts scored for this task, sorted."""
+        return sorted({shifted.shift for shifted in self.sets})
+
     def score(
         self, arch: Architecture, model: torch.nn.Module, test_logits: np.ndarray, T: float, inputs: Inputs
     ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:

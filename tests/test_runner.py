@@ -59,6 +59,7 @@ def test_every_cell_has_a_complete_record(first_run):
         assert set(record["student"]["shifts"]) == {"char-swap@v1", "class-frequency@v1"}
         assert set(record["student"]["shifts"]["char-swap@v1"]) == {"1", "2", "3", "4", "5"}
         assert record["specs"]["method"]["hash"] and record["specs"]["task"]["id"] == "drug-reviews@v1"
+        assert set(record["specs"]["shifts"]) == {"char-swap@v1", "class-frequency@v1"}
         assert (record["teacher"] is None) == (cell.method == "ce")
         predictions = records.read_predictions(cell.record_path(out))
         assert predictions["clean/probs"].dtype == np.float16
