@@ -122,9 +122,9 @@ def _add_run(commands: Subparsers) -> None:
         "Finished cells are skipped, so an interrupted run resumes.",
     )
     parser.add_argument("--suite", default="cpu", help="a registered suite (smoke, cpu, finetune) or a suite YAML file")
-    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="only these of the suite's tasks")
-    parser.add_argument("--methods", nargs="+", metavar="METHOD", help="only these of the suite's methods")
-    parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="only these seeds")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="these tasks instead of the suite's (any registered task)")
+    parser.add_argument("--methods", nargs="+", metavar="METHOD", help="these methods instead of the suite's (any registered method)")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="these seeds instead of the suite's")
     parser.add_argument("--out", default="runs", help="output directory (default: ./runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_cmd_run)
