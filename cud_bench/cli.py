@@ -126,6 +126,11 @@ def _add_run(commands: Subparsers) -> None:
     parser.add_argument("--methods", nargs="+", metavar="METHOD", help="these methods instead of the suite's (any registered method)")
     parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="these seeds instead of the suite's")
     parser.add_argument("--out", default="runs", help="output directory (default: ./runs)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, metavar="N",
+        help="worker processes, each running whole tasks on its share of the CPU cores (default: 1); "
+        "2 on a 2-core machine roughly halves the training time. Reruns with the same N give the same numbers",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_cmd_run)
 
@@ -135,9 +140,75 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cud_bench.suites import load_suite
 
     suite = load_suite(args.suite).restrict(tasks=args.tasks, methods=args.methods, seeds=args.seeds)
-    summary = run_suite(suite, args.out, progress=not args.no_progress)
+    summary = run_suite(suite, args.out, progress=not args.no_progress, jobs=args.jobs)
     print(summary.report())
     return 0
+
+
+def _add_sweep(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "sweep",
+        help="run a suite over a grid of one method's hyperparameters (sensitivity)",
+        description="Every grid point is a method variant named METHOD+PARAM=VALUE+..., run like any method "
+        "(resumable, cached teachers). Name a parameter bare when one part of the method has it, else "
+        "part.param (teacher, transform, student); `cud-bench methods --format json` lists them. Check the "
+        "result with a claim whose side A is METHOD+* and which sets `robust: SHARE`.",
+    )
+    parser.add_argument("--method", required=True, help="the method to vary, e.g. cud")
+    parser.add_argument("--grid", nargs="+", required=True, metavar="PARAM=V1,V2", help="values per hyperparameter, e.g. gamma=2,5,10 eta=0.3,0.5")
+    parser.add_argument("--suite", default="smoke", help="a registered suite or a suite YAML file (default: smoke)")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="these tasks instead of the suite's")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="these seeds instead of the suite's")
+    parser.add_argument("--with", dest="also", nargs="*", default=["kd"], metavar="METHOD", help="methods to run beside the grid (default: kd)")
+    parser.add_argument("--out", default="runs", help="output directory (default: ./runs)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (see `cud-bench run --help`)")
+    parser.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from cud_bench.suites import load_suite
+    from cud_bench.sweep import parse_grid, run_sweep
+
+    suite = load_suite(args.suite).restrict(tasks=args.tasks, seeds=args.seeds)
+    variants, summary = run_sweep(suite, args.method, parse_grid(args.grid), args.out, also=args.also, jobs=args.jobs)
+    print("\n".join([f"{len(variants)} settings: {', '.join(variants)}", summary.report()]))
+    return 0
+
+
+def _add_check(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "check",
+        help="check a claims file (YAML) with statistical tests; exit 1 if a required claim does not hold",
+        description="Each claim compares two methods (or a method's teacher) on a metric with a paired bootstrap "
+        "over seeds x examples or a sign test over seeds, and is judged holds / fails / inconclusive. Verdicts are "
+        "printed and written as JSON and Markdown. Exit status: 0 when every required claim holds, 1 when one "
+        "fails or is inconclusive, 2 on bad input. See claims/cud-paper.yaml.",
+    )
+    parser.add_argument("claims", help="the claims YAML file")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--results", help="a run's records folder (OUT/<suite>/records) or any folder above it")
+    source.add_argument("--release", help="a leaderboard release, e.g. 1.0 (the newest 1.0.x) or 1.0.0")
+    source.add_argument("--run", metavar="SUITE", help="run this suite first (missing cells only; cached teachers and features reused)")
+    parser.add_argument("--runs", default="runs", help="output directory for --run (default: ./runs)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes for --run")
+    parser.add_argument("--root", help="folder holding the releases (default: the package's leaderboard/releases)")
+    parser.add_argument("--out", default="claims-report", help="where the verdicts go as <claims name>.json and .md (default: ./claims-report)")
+    parser.set_defaults(func=_cmd_check)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from leaderboard.claims import exit_code, run_check, to_markdown, write_reports
+
+    claims, verdicts, source = run_check(
+        Path(args.claims), results=args.results, release=args.release, suite=args.run, runs=Path(args.runs),
+        jobs=args.jobs, releases_root=args.root and Path(args.root),
+    )
+    print(to_markdown(verdicts, claims, source))
+    for path in write_reports(claims, verdicts, source, Path(args.out), Path(args.claims).stem):
+        print(path)
+    return exit_code(verdicts)
 
 
 def _add_leaderboard(commands: Subparsers) -> None:
@@ -162,6 +233,7 @@ def _add_leaderboard(commands: Subparsers) -> None:
     build.add_argument("version", nargs="?", help="the release (default: the newest)")
     build.add_argument("--out", help="output folder (default: <release>/views)")
     build.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per interval and test (default 1000)")
+    build.add_argument("--claims", nargs="+", default=(), metavar="FILE", help="claims files whose verdicts on the release the views show")
     build.set_defaults(func=_cmd_leaderboard_build)
     show = actions.add_parser("show", parents=[common], help="print a table of mean ± std over seeds")
     show.add_argument("version", nargs="?", help="the release (default: the newest)")
@@ -207,7 +279,8 @@ def _cmd_leaderboard_build(args: argparse.Namespace) -> int:
     from leaderboard.store import open_release
     from leaderboard.views import build
 
-    for path in build(open_release(args.version, _releases_root(args)), args.out, n_resamples=args.resamples):
+    release = open_release(args.version, _releases_root(args))
+    for path in build(release, args.out, n_resamples=args.resamples, claims_files=args.claims):
         print(path)
     return 0
 
@@ -250,7 +323,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_tasks, _add_data, _add_methods, _add_shifts, _add_run, _add_leaderboard)
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    _add_tasks, _add_data, _add_methods, _add_shifts, _add_run, _add_sweep, _add_leaderboard, _add_check,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

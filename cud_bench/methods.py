@@ -9,9 +9,10 @@ such a function (or at a module that registers itself on import).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
-from cud_bench.recipes import Component
+from cud_bench.errors import CudBenchError
+from cud_bench.recipes import Component, component
 from cud_bench.registry import Registry
 from cud_bench.specs import Spec
 
@@ -51,11 +52,51 @@ def register_method(name: str) -> Callable[[Callable[[], MethodSpec]], Callable[
     return methods.register(name)  # type: ignore[return-value]
 
 
+VARIANT_SEP = "+"
+
+
 def get_method(name: str) -> MethodSpec:
-    spec = methods.get(name)()
-    if spec.name != name:
-        raise ValueError(f"method registered as {name!r} calls itself {spec.name!r}")
-    return spec
+    """A registered method, or a variant of one: ``cud+gamma=5+transform.eta=0.3`` is ``cud``
+    with those hyperparameters changed. A parameter is named bare when one part of the
+    method has it, else ``part.param`` (part: teacher, transform, student). A variant
+    is a method like any other: its own spec hash, resolvable in any process."""
+    base, *overrides = name.split(VARIANT_SEP)
+    spec = methods.get(base)()
+    if spec.name != base:
+        raise ValueError(f"method registered as {base!r} calls itself {spec.name!r}")
+    if not overrides:
+        return spec
+    parts = {part: getattr(spec, part) for part in ("teacher", "transform", "student") if getattr(spec, part) is not None}
+    changes: dict[str, dict[str, Any]] = {}
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        part, _, param = key.rpartition(".")
+        owners = [p for p in ([part] if part else parts) if p in parts and param in parts[p].params]
+        if not sep or len(owners) != 1:
+            found = ", ".join(f"{p}.{k}" for p, c in parts.items() for k in c.params) or "none"
+            why = "is ambiguous" if len(owners) > 1 else "matches no hyperparameter" if sep else "is not param=value"
+            raise CudBenchError(f"method variant {name!r}: {override!r} {why}; {base}'s hyperparameters: {found}")
+        default = parts[owners[0]].params[param]
+        changes.setdefault(owners[0], {})[param] = _parse_value(raw, default, name)
+    replaced = {p: component(parts[p].kind, parts[p].name, **{**parts[p].params, **c}) for p, c in changes.items()}
+    return dataclasses.replace(spec, name=name, **replaced, description=f"{spec.description} (variant: {', '.join(overrides)})")
+
+
+def variant_name(base: str, overrides: dict[str, Any]) -> str:
+    """The method name of ``base`` with ``overrides`` ({param or part.param: value}), in the given order."""
+    return VARIANT_SEP.join([base, *(f"{k}={v}" for k, v in overrides.items())])
+
+
+def _parse_value(raw: str, default: Any, name: str) -> Any:
+    """``raw`` as the type of the default it replaces (so gamma=5 pins the float 5.0)."""
+    try:
+        if isinstance(default, bool):
+            if raw not in ("true", "false"):
+                raise ValueError(raw)
+            return raw == "true"
+        return type(default)(raw) if isinstance(default, (int, float)) else raw
+    except ValueError:
+        raise CudBenchError(f"method variant {name!r}: {raw!r} is not a {type(default).__name__}") from None
 
 
 def describe_methods() -> list[dict]:

@@ -404,15 +404,23 @@ class PairedDifference:
 
 
 def bootstrap_interval(
-    spec: MetricSpec, probs: Any, labels: Any, *, seed: int, n_resamples: int = 1000, level: float = 0.95
+    spec: MetricSpec,
+    probs: Any,
+    labels: Any,
+    *,
+    seed: int,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    groups: Any = None,
 ) -> Interval:
     """Percentile-bootstrap interval of one method's metric.
 
     ``probs`` is (n, C), or (n_seeds, n, C) for several training seeds scored on the
     same n examples; then seeds and examples are both resampled and the estimate
-    is the mean over seeds.
+    is the mean over seeds. ``groups`` (n,) makes it a cluster bootstrap: examples
+    of one group (e.g. the corrupted copies of one test text) are drawn together.
     """
-    estimates, replicates = _replicates(spec, [_per_seed(probs, labels)], seed, n_resamples)
+    estimates, replicates = _replicates(spec, [_per_seed(probs, labels)], seed, n_resamples, groups)
     low, high = _percentiles(replicates[:, 0], level)
     return Interval(MetricValue(float(estimates[0]), spec), low, high, level)
 
@@ -426,24 +434,39 @@ def paired_bootstrap(
     seed: int,
     n_resamples: int = 1000,
     level: float = 0.95,
+    groups: Any = None,
 ) -> PairedDifference:
     """Paired bootstrap test of metric(A) - metric(B) on the same examples.
 
     ``probs_a`` and ``probs_b`` are (n, C), or (n_seeds, n, C) with seed i of A
-    paired with seed i of B. Each resample draws seeds and examples with
-    replacement, the same draws for both methods. The p-value inverts the
-    percentile interval: 2 * min(P*(d <= 0), P*(d >= 0)) with add-one smoothing,
-    capped at 1, so p < 1 - level about when the interval excludes 0.
+    paired with seed i of B. Each resample draws seeds and examples (or ``groups``
+    of examples, as in :func:`bootstrap_interval`) with replacement, the same
+    draws for both methods. The p-value inverts the percentile interval:
+    2 * min(P*(d <= 0), P*(d >= 0)) with add-one smoothing, capped at 1, so
+    p < 1 - level about when the interval excludes 0.
     """
     a, b = _per_seed(probs_a, labels), _per_seed(probs_b, labels)
     if len(a) != len(b):
         raise ValueError(f"methods A and B must have the same number of seeds, got {len(a)} and {len(b)}")
-    estimates, replicates = _replicates(spec, [a, b], seed, n_resamples)
+    estimates, replicates = _replicates(spec, [a, b], seed, n_resamples, groups)
     differences = replicates[:, 0] - replicates[:, 1]
     low, high = _percentiles(differences, level)
     tail = min(np.count_nonzero(differences <= 0), np.count_nonzero(differences >= 0))
     p_value = min(1.0, 2 * (tail + 1) / (n_resamples + 1))
     return PairedDifference(spec, float(estimates[0] - estimates[1]), low, high, p_value, level)
+
+
+def bootstrap_replicates(
+    spec: MetricSpec, probs: Sequence[Any], labels: Any, *, seed: int, n_resamples: int = 1000, groups: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each method's seed-averaged metric (k,) and (n_resamples, k) replicates, for ``k`` methods
+    whose ``probs`` ((n, C) or (n_seeds, n, C) each, the same seeds) are scored on the same
+    examples; every replicate uses the same draws for all methods. For statistics built on
+    several bootstraps (a mean over tasks, the worst of several shifts)."""
+    per_method = [_per_seed(p, labels) for p in probs]
+    if len({len(p) for p in per_method}) != 1:
+        raise ValueError(f"every method needs the same number of seeds, got {[len(p) for p in per_method]}")
+    return _replicates(spec, per_method, seed, n_resamples, groups)
 
 
 def _per_seed(probs: Any, labels: Any) -> list[Predictions]:
@@ -452,25 +475,91 @@ def _per_seed(probs: Any, labels: Any) -> list[Predictions]:
 
 
 def _replicates(
-    spec: MetricSpec, methods: list[list[Predictions]], seed: int, n_resamples: int
+    spec: MetricSpec, methods: list[list[Predictions]], seed: int, n_resamples: int, groups: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each method's seed-averaged metric, and (n_resamples, n_methods) bootstrap replicates.
 
-    A replicate draws seeds and examples with replacement, the same draws for all methods.
+    A replicate draws seeds, and groups of examples, with replacement, the same
+    draws for all methods. It is held as how often each example was drawn, so
+    that metrics with a weighted form (:data:`WEIGHTED`) score all replicates
+    with a few matrix products; the others score each resample in turn.
     """
     _require_int("seed", seed, minimum=0)  # None would draw fresh OS entropy: not reproducible
     _require_int("n_resamples", n_resamples, minimum=1)
     metric = METRICS.get(spec.name)
     estimates = np.array([np.mean([metric(p, spec) for p in seeds]) for seeds in methods])
     n_seeds, n = len(methods[0]), len(methods[0][0].labels)
+    group_of = np.arange(n) if groups is None else np.unique(_numpy(groups), return_inverse=True)[1].reshape(-1)
+    if group_of.shape != (n,):
+        raise ValueError(f"groups must have shape ({n},), got {np.shape(groups)}")
+    n_groups = int(group_of.max()) + 1
     rng = np.random.default_rng(seed)
-    replicates = np.empty((n_resamples, len(methods)))
+    seed_weights = np.empty((n_resamples, n_seeds))
+    counts = np.empty((n_resamples, n))
     for r in range(n_resamples):
-        seed_weights = np.bincount(rng.integers(0, n_seeds, n_seeds), minlength=n_seeds) / n_seeds
-        rows = rng.integers(0, n, n)
-        for m, seeds in enumerate(methods):
-            replicates[r, m] = sum(w * metric(seeds[s].take(rows), spec) for s, w in enumerate(seed_weights) if w)
+        seed_weights[r] = np.bincount(rng.integers(0, n_seeds, n_seeds), minlength=n_seeds) / n_seeds
+        counts[r] = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[group_of]
+    weighted = WEIGHTED.get(spec.name) if spec.name in WEIGHTED else None
+    replicates = np.empty((n_resamples, len(methods)))
+    for m, seeds in enumerate(methods):
+        if weighted is not None and weighted.fits(spec):
+            per_seed = np.stack([weighted(p, spec, counts) for p in seeds], axis=1)
+            replicates[:, m] = (per_seed * seed_weights).sum(axis=1)
+            continue
+        for r in range(n_resamples):
+            rows = np.repeat(np.arange(n), counts[r].astype(np.int64))
+            replicates[r, m] = sum(w * metric(seeds[s].take(rows), spec) for s, w in enumerate(seed_weights[r]) if w)
     return estimates, replicates
+
+
+# -- weighted forms: a metric on every resample at once, from example counts (R, n) -----
+
+
+@dataclasses.dataclass(frozen=True)
+class Weighted:
+    """A metric's value on R resamples given as example counts; ``fits`` says for which specs."""
+
+    function: Callable[[Predictions, MetricSpec, np.ndarray], np.ndarray]
+    fits: Callable[[MetricSpec], bool] = lambda spec: True
+
+    def __call__(self, preds: Predictions, spec: MetricSpec, counts: np.ndarray) -> np.ndarray:
+        return self.function(preds, spec, counts)
+
+
+def _mean_of(per_example: Callable[[Predictions], np.ndarray]) -> Weighted:
+    return Weighted(lambda preds, spec, counts: counts @ per_example(preds) / counts.sum(axis=1))
+
+
+def _uniform_bins(preds: Predictions, spec: MetricSpec, counts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(R, n_bins) count, summed confidence and hits of top-label bins, per resample."""
+    index = _bin_index(preds.confidence, _bin_edges(spec.n_bins, "uniform"))
+    onehot = np.zeros((len(index), spec.n_bins))
+    onehot[np.arange(len(index)), index] = 1.0
+    return counts @ onehot, counts @ (onehot * preds.confidence[:, None]), counts @ (onehot * preds.correct[:, None])
+
+
+def _weighted_ece(preds: Predictions, spec: MetricSpec, counts: np.ndarray) -> np.ndarray:
+    _, confidence, hits = _uniform_bins(preds, spec, counts)
+    return np.abs(hits - confidence).sum(axis=1) / counts.sum(axis=1)
+
+
+def _weighted_mce(preds: Predictions, spec: MetricSpec, counts: np.ndarray) -> np.ndarray:
+    count, confidence, hits = _uniform_bins(preds, spec, counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nanmax(np.where(count > 0, np.abs(hits - confidence) / count, np.nan), axis=1)
+
+
+def _uniform(spec: MetricSpec) -> bool:
+    return spec.binning == "uniform"
+
+
+WEIGHTED: Registry[Weighted] = Registry("weighted metric")
+WEIGHTED.register("accuracy", _mean_of(lambda p: p.correct.astype(np.float64)))
+WEIGHTED.register("nll", _mean_of(lambda p: -np.log(np.maximum(p.true_prob, NLL_EPS))))
+WEIGHTED.register("brier", _mean_of(lambda p: p.sq_norm - 2 * p.true_prob + 1))
+WEIGHTED.register("mean_confidence", _mean_of(lambda p: p.confidence))
+WEIGHTED.register("ece", Weighted(_weighted_ece, _uniform))
+WEIGHTED.register("mce", Weighted(_weighted_mce, _uniform))
 
 
 def _percentiles(replicates: np.ndarray, level: float) -> tuple[float, float]:

@@ -15,16 +15,21 @@ Target protocols (see docs/architecture.md):
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from cud_bench import calibration
 from cud_bench.data.tasks import get_task
+from cud_bench.errors import CudBenchError
 from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
 from cud_bench.records import CellKey, is_done, provenance, write_record
@@ -74,14 +79,21 @@ def expand(suite: SuiteSpec) -> list[CellKey]:
 
 
 def run_suite(
-    suite: SuiteSpec, out_dir: Path, *, progress: bool = True, teacher_cache: Path | None = None
+    suite: SuiteSpec, out_dir: Path, *, progress: bool = True, teacher_cache: Path | None = None, jobs: int = 1
 ) -> RunSummary:
     """Run every missing cell of ``suite`` and write its record under ``out_dir/<suite>/records``.
 
     ``teacher_cache`` overrides where trained teachers are kept (default: ``<cache>/teachers``).
+    ``jobs`` > 1 runs that many worker processes, one task at a time each, sharing
+    the CPU cores between them: the small heads train one step at a time and
+    cannot use two cores, so two processes of one thread do twice the work. Each
+    cell runs in one process; with another thread count, float sums may round
+    differently, so compare runs made with the same ``jobs`` bit for bit.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
+    if jobs < 1:
+        raise CudBenchError(f"jobs must be at least 1, got {jobs}")
     for name in suite.methods:
         get_method(name)  # unknown names fail before any work
     for name in suite.tasks:
@@ -90,11 +102,31 @@ def run_suite(
     summary = RunSummary(out_dir, cells_total=len(cells))
     todo = [c for c in cells if not is_done(out_dir, c)]
     summary.cells_done_before = len(cells) - len(todo)
+    by_task = {task: [c for c in todo if c.task == task] for task in dict.fromkeys(c.task for c in todo)}
+    if jobs == 1 or len(by_task) < 2:
+        counts = [_run_cells(suite, todo, out_dir, teacher_cache, progress)]
+    else:
+        counts = _run_in_workers(suite, by_task, out_dir, teacher_cache, progress, jobs)
+    for written, trained, reused in counts:
+        summary.cells_written += written
+        for recipe, n in trained.items():
+            summary.teachers_trained[recipe] = summary.teachers_trained.get(recipe, 0) + n
+        for recipe, n in reused.items():
+            summary.teachers_reused[recipe] = summary.teachers_reused.get(recipe, 0) + n
+    summary.wall_s = time.perf_counter() - start
+    return summary
+
+
+Counts = tuple[int, dict[str, int], dict[str, int]]  # cells written, teachers trained / reused by recipe
+
+
+def _run_cells(suite: SuiteSpec, cells: list[CellKey], out_dir: Path, teacher_cache: Path | None, progress: bool) -> Counts:
+    """Run ``cells`` (grouped by task, as :func:`expand` orders them) in this process."""
     inputs = Inputs(progress)
     teachers = TeacherStore(model_presets.get(suite.teacher)(), suite.n_folds, inputs, teacher_cache)
     students = {name: model_presets.get(name)() for name in suite.students}
     data: TaskData | None = None
-    bar = tqdm(todo, desc=f"suite {suite.name}", unit="cell", disable=not progress)
+    bar = tqdm(cells, desc=f"suite {suite.name}", unit="cell", disable=not progress)
     for cell in bar:
         bar.set_postfix_str(f"{cell.task} {cell.method} {cell.student} {cell.protocol} s{cell.seed}")
         if data is None or data.spec.name != cell.task:
@@ -102,11 +134,38 @@ def run_suite(
             shift_sets = ShiftSets(suite, data, lambda: teachers.seed_ensemble(data, suite.ensemble_seeds))
         record, predictions = run_cell(cell, suite, data, teachers, students[cell.student], inputs, shift_sets)
         write_record(out_dir, cell, record, predictions)
-        summary.cells_written += 1
-    summary.teachers_trained = dict(teachers.trained)
-    summary.teachers_reused = dict(teachers.reused)
-    summary.wall_s = time.perf_counter() - start
-    return summary
+    return len(cells), dict(teachers.trained), dict(teachers.reused)
+
+
+def _run_in_workers(
+    suite: SuiteSpec,
+    by_task: dict[str, list[CellKey]],
+    out_dir: Path,
+    teacher_cache: Path | None,
+    progress: bool,
+    jobs: int,
+) -> list[Counts]:
+    """Each task's cells in one of ``jobs`` worker processes; the progress bar counts finished records."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # no forked torch or tokenizer threads
+    todo = [c for cells in by_task.values() for c in cells]
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_use_threads, initargs=(threads,)) as pool:
+        pending = {pool.submit(_run_cells, suite, cells, out_dir, teacher_cache, False) for cells in by_task.values()}
+        finished: list[concurrent.futures.Future] = []
+        with tqdm(total=len(todo), desc=f"suite {suite.name} ({jobs} jobs)", unit="cell", disable=not progress) as bar:
+            while pending:
+                done, pending = concurrent.futures.wait(pending, timeout=5, return_when=concurrent.futures.FIRST_EXCEPTION)
+                finished += done
+                failed = [f.exception() for f in done if f.exception() is not None]
+                if failed:
+                    pool.shutdown(wait=False, cancel_futures=True)  # workers finish the task they are on
+                    raise failed[0]
+                bar.update(sum(is_done(out_dir, c) for c in todo) - bar.n)
+    return [future.result() for future in finished]
+
+
+def _use_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
 
 
 def run_cell(

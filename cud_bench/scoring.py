@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from cud_bench.models.architectures import Architecture
 from cud_bench.suites import SuiteSpec
 from cud_bench.taskdata import Inputs, TaskData
 from cud_bench.train import predict_logits
+
+if TYPE_CHECKING:
+    from shifts import TeacherProbs
 
 ECE = "ece/uniform/15/l1"
 
@@ -59,7 +62,7 @@ class ShiftSets:
     the (possibly capped) test split the runner scores, by example id.
     """
 
-    def __init__(self, suite: SuiteSpec, data: TaskData, teacher_probs: Callable[[], list[np.ndarray]]) -> None:
+    def __init__(self, suite: SuiteSpec, data: TaskData, teacher_probs: Callable[[], TeacherProbs]) -> None:
         from shifts import shifts
 
         self.data = data

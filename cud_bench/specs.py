@@ -64,6 +64,13 @@ class MetricSpec(Spec):
     n_bins: int | None = None
     norm: str | None = None  # "l1" (ECE), "max" (MCE)
 
+    @classmethod
+    def from_id(cls, metric_id: str) -> MetricSpec:
+        """The spec whose :attr:`id` is ``metric_id`` (ece/uniform/15/l1 -> ece, uniform, 15, l1)."""
+        name, *rest = metric_id.split("/")
+        binning, n_bins, norm = (rest + [None, None, None])[:3]
+        return cls(name, binning, int(n_bins) if n_bins is not None else None, norm)
+
     @property
     def id(self) -> str:
         parts = [self.name] + [str(p) for p in (self.binning, self.n_bins, self.norm) if p is not None]

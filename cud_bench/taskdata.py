@@ -54,12 +54,12 @@ def prepare_task(name: str, suite: SuiteSpec) -> TaskData:
     caps = {"train": suite.max_train, "validation": suite.max_test, "test": suite.max_test}
     splits = {}
     for split, cap in caps.items():
-        d = ds[split]
-        labels = np.asarray(d["label"], dtype=np.int64)
+        columns = ds[split][:]  # one columnar read; row-by-row access to a Dataset is slow
+        labels = np.asarray(columns["label"], dtype=np.int64)
         idx = np.arange(len(labels))
         if cap is not None and cap < len(labels):
             idx = stratified_holdout(labels, cap / len(labels), seed=(derive_seed("cap", name, split),))[1]
-        ids, texts = d["id"], d["text"]
+        ids, texts = columns["id"], columns["text"]
         splits[split] = Split(tuple(ids[i] for i in idx), tuple(texts[i] for i in idx), labels[idx])
     subset = f"train<={suite.max_train},test<={suite.max_test}"
     return TaskData(get_task(name).spec, splits["train"], splits["validation"], splits["test"], subset)
@@ -77,7 +77,7 @@ class Inputs:
         if key not in self._memo:
             feats = None
             if arch.needs_features:
-                feats = encode(arch.needs_features, list(texts), progress=self.progress)
+                feats = encode(arch.needs_features, list(texts), max_length=arch.feature_length, progress=self.progress)
             self._memo[key] = arch.prepare(list(texts), feats)
         return self._memo[key]
 

@@ -20,12 +20,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cud_bench import calibration
-from cud_bench.data.tasks import load_task
 from cud_bench.io import atomic_path, cache_dir, write_json_atomic
 from cud_bench.models.architectures import Architecture
 from cud_bench.recipes import Component, component
 from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit
 from cud_bench.train import predict_logits
+from shifts import TeacherProbs
 
 if TYPE_CHECKING:
     from cud_bench.scoring import ShiftSets
@@ -102,15 +102,13 @@ class TeacherStore:
             self._shift_memo[key] = shift_sets.score(self.arch, teacher.model, teacher.logits["test"], teacher.temperature, self.inputs)[0]
         return self._shift_memo[key]
 
-    def seed_ensemble(self, data: TaskData, seeds: tuple[int, ...]) -> list[np.ndarray]:
-        """Full-test-split probabilities of the CE teachers of every seed (for model-defined ambiguity)."""
-        full_test = load_task(data.spec.name)["test"]["text"]
-        x = self.inputs(self.arch, tuple(full_test))
+    def seed_ensemble(self, data: TaskData, seeds: tuple[int, ...]) -> TeacherProbs:
+        """The CE teachers' test probabilities for every seed (for model-defined ambiguity)."""
         ce = component("teacher", "ce")
-        return [
-            calibration.apply_temperature(predict_logits(self.arch, self.full(data, ce, seed).model, x), 1.0)
-            for seed in seeds
-        ]
+        return TeacherProbs(
+            data.test.ids,
+            tuple(calibration.apply_temperature(self.full(data, ce, seed).logits["test"], 1.0) for seed in seeds),
+        )
 
     def _get(self, data: TaskData, recipe: Component, seed: int, fold: int | None) -> Trained:
         key = self.key(data, recipe, seed, fold)

@@ -25,15 +25,16 @@ field-by-field description, and every file is validated against it)::
                     family, concatenated); values rounded to DECIMALS places
     predictions     {file: path in the release, sha256: of the .npz bytes}
     teacher         {recipe, train_accuracy, targets: {rows_changed, temperature, accuracy,
-                    mean_confidence}} or null (no teacher, or not recorded)
+                    mean_confidence}, clean: {raw, ts} as reported (not recomputable: teacher
+                    predictions are not stored), train_examples_per_s} or null
     training        the student's {best_epoch, epochs_run, selection_rule} or null
     provenance      the record's provenance (code version, git commit, libraries, hardware,
                     wall time), copied as is
     replaces        optional [{previous: sha256 of the replaced entry file, reason}], oldest first
 
 Dropped from the record to keep a release small: per-epoch training history,
-teacher scores (no teacher predictions are stored, so they could not be
-verified), the corruption summary (derived from the sets), full spec bodies.
+the teacher's shift scores, the corruption summary (derived from the sets),
+full spec bodies.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -80,9 +82,8 @@ def predictions_file(cell: dict[str, Any], sha256: str) -> str:
 
 def from_record(record: dict[str, Any], predictions_path: Path) -> dict[str, Any]:
     """The entry for a runner record whose predictions are the ``.npz`` at ``predictions_path``."""
-    data = predictions_path.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    arrays = read_predictions(io.BytesIO(data), predictions_path)
+    arrays = read_predictions(predictions_path)
+    sha = hashlib.sha256(pack_predictions(arrays)).hexdigest()
     student = record["student"]
     shift_info = _shift_info(record)
     metrics, sets = score_predictions(arrays, student["clean"]["temperature"], shift_info)
@@ -105,9 +106,18 @@ def from_record(record: dict[str, Any], predictions_path: Path) -> dict[str, Any
         "metrics": metrics,
         "sets": sets,
         "predictions": {"file": predictions_file(record["cell"], sha), "sha256": sha},
-        "teacher": teacher and {k: teacher[k] for k in ("recipe", "train_accuracy", "targets")},
+        "teacher": teacher and _teacher(teacher, metrics["classification"]),
         "training": {k: record["training"][k] for k in ("best_epoch", "epochs_run", "selection_rule")},
         "provenance": record["provenance"],
+    }
+
+
+def _teacher(teacher: dict[str, Any], metric_ids: list[str]) -> dict[str, Any]:
+    clean = teacher["clean"]
+    return {
+        **{k: teacher[k] for k in ("recipe", "train_accuracy", "targets")},
+        "clean": {v: [round(float(clean[v][m]), DECIMALS) for m in metric_ids] for v in VARIANTS},
+        "train_examples_per_s": round(float(teacher["training"]["train_examples_per_s"]), 1),
     }
 
 
@@ -185,6 +195,20 @@ def set_probs(arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, dict
     return arrays[f"{prefix}/probs"], arrays[f"{prefix}/labels"]
 
 
+def set_groups(arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, dict[str, str]]) -> np.ndarray:
+    """(n,) bootstrap groups of a set's rows: a pool's row is grouped by its position in its own set.
+
+    Every corruption of a task corrupts the same test examples in the same order
+    (:mod:`shifts.corruption`), so position j of each corrupted set is one test
+    text; its copies are drawn together. In other pools, grouping unrelated rows
+    by position keeps the bootstrap valid, only a little more cautious.
+    """
+    head, _, rest = set_id.partition("/")
+    if head != POOL:
+        return np.arange(len(set_probs(arrays, set_id, shifts)[1]))
+    return np.concatenate([np.arange(len(set_probs(arrays, s, shifts)[1])) for s in set_ids_of_family(arrays, rest, shifts)])
+
+
 def set_ids_of_family(arrays: dict[str, np.ndarray], family: str, shifts: dict[str, dict[str, str]]) -> list[str]:
     """The labelled sets of a shift family, in set-id order (the order of its pool)."""
     return [
@@ -234,17 +258,59 @@ def _check_sizes(student: dict[str, Any], sets: dict[str, dict[str, Any]], path:
 
 
 def read_predictions(file: Path | BinaryIO, name: Path | str | None = None) -> dict[str, np.ndarray]:
-    """Every array of a predictions ``.npz`` (a path or an open file called ``name``);
-    an unreadable or missing file gives an error naming it."""
+    """Every array of a predictions ``.npz`` (a path or an open file called ``name``), by the
+    runner's keys: the runner's layout (one member per key) or a release's packed one
+    (:func:`pack_predictions`). An unreadable or missing file gives an error naming it."""
     path = name or file
     try:
         with np.load(file, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
+        if set(arrays) == set(PACKED):
+            arrays = _unpack(arrays)
     except (OSError, ValueError, EOFError) as exc:
         raise CudBenchError(f"cannot read predictions {path}: {exc}") from None
     if "clean/probs" not in arrays or "clean/labels" not in arrays:
         raise CudBenchError(f"predictions {path} lack clean/probs or clean/labels")
     return arrays
+
+
+# A release stores a cell's arrays packed into four members: a hundred small members
+# cost more in zip and .npy headers than the float16 probabilities of a 2-class task.
+PACKED = ("names", "lengths", "probs", "ints")  # keys; rows per key; (rows, C) float16; int32
+
+
+def pack_predictions(arrays: dict[str, np.ndarray]) -> bytes:
+    """The release's ``.npz`` bytes for the runner's ``arrays``: every (n, C) array stacked
+    into ``probs``, every 1-D integer array into ``ints``, in sorted key order. The bytes
+    depend on the arrays alone (fixed zip timestamps), so a re-import is recognised."""
+    names = sorted(arrays)
+    widths = {arrays[k].shape[1] for k in names if arrays[k].ndim == 2}
+    if len(widths) != 1 or any(arrays[k].ndim == 1 and arrays[k].dtype.kind not in "iu" for k in names):
+        raise CudBenchError(f"cannot pack predictions: expected (n, C) probabilities of one C and 1-D integer arrays, got {sorted(widths)}")
+    members = {
+        "names": np.array(names),
+        "lengths": np.array([len(arrays[k]) for k in names], dtype=np.int64),
+        "probs": np.concatenate([arrays[k] for k in names if arrays[k].ndim == 2]).astype(np.float16),
+        "ints": np.concatenate([arrays[k] for k in names if arrays[k].ndim == 1]).astype(np.int32),
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for key in PACKED:
+            body = io.BytesIO()
+            np.lib.format.write_array(body, members[key], allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), body.getvalue(), zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+def _unpack(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    arrays, at = {}, {"probs": 0, "ints": 0}
+    for name, n in zip(packed["names"].tolist(), packed["lengths"].tolist(), strict=True):
+        member = "probs" if name.endswith("/probs") else "ints"
+        arrays[name] = packed[member][at[member] : at[member] + n]
+        at[member] += n
+    if at != {"probs": len(packed["probs"]), "ints": len(packed["ints"])}:
+        raise ValueError("packed predictions: lengths do not add up to the stored arrays")
+    return {k: v.astype(np.int64) if v.dtype == np.int32 else v for k, v in arrays.items()}
 
 
 def dumps(entry: dict[str, Any]) -> bytes:

@@ -6,7 +6,8 @@ evaluation set, variant (raw / after temperature scaling) and metric:
 
 - ``mean ± std`` over the seeds, from the stored per-seed scores (sample std);
 - for the sets in ``tested_sets``, a percentile-bootstrap interval that
-  resamples seeds and examples (:func:`cud_bench.metrics.bootstrap_interval`),
+  resamples seeds and examples (:func:`cud_bench.metrics.bootstrap_interval`;
+  in a pool, the corrupted copies of one test text are drawn together),
   and a paired comparison with the reference method (vanilla KD) on the seeds
   both have and the same examples (:func:`cud_bench.metrics.paired_bootstrap`),
   with its two-sided p-value;
@@ -41,7 +42,18 @@ HIGHER_IS_BETTER = ("accuracy", "macro_f1", "ood_auroc")  # metric names; others
 NO_DIRECTION = ("mean_confidence", "ood_mean_confidence")  # ... except these, which are not ranked
 
 Loader = Callable[[dict[str, Any]], dict[str, np.ndarray]]  # entry -> its predictions
-Stacker = Callable[[list[dict[str, Any]], str, str], tuple[np.ndarray, np.ndarray, str]]  # see _stack
+Stacker = Callable[[list[dict[str, Any]], str, str], "Stacked"]  # see stack_seeds
+
+
+@dataclasses.dataclass(frozen=True)
+class Stacked:
+    """One set's predictions over seeds: (seeds, n, C) probabilities, (n,) labels, (n,) bootstrap
+    groups, or a ``problem`` saying why the seeds cannot be stacked."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    problem: str = ""
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -123,15 +135,15 @@ def summarize_board(
     metrics, tested = list(metrics), set(tested_sets)
     out = []
     loaded: dict[int, dict[str, np.ndarray]] = {}
-    stacked: dict[tuple, tuple[np.ndarray, np.ndarray, str]] = {}
+    stacked: dict[tuple, Stacked] = {}
 
-    def stack(entries: list[dict[str, Any]], set_id: str, variant: str) -> tuple[np.ndarray, np.ndarray, str]:
+    def stack(entries: list[dict[str, Any]], set_id: str, variant: str) -> Stacked:
         key = (tuple(id(e) for e in entries), set_id, variant)
         if key not in stacked:
             for e in entries:
                 if id(e) not in loaded:
                     loaded[id(e)] = load(e)
-            stacked[key] = _stack([(loaded[id(e)], e) for e in entries], set_id, variant)
+            stacked[key] = stack_seeds([(loaded[id(e)], e) for e in entries], set_id, variant)
         return stacked[key]
 
     for set_id in board_sets(methods):
@@ -178,12 +190,14 @@ def _tested(
             out.append(stat)
             continue
         entries = {e["cell"]["seed"]: e for e in methods[stat.method] if e["cell"]["seed"] in stat.seeds}
-        spec = _metric_spec(stat.metric)
-        probs, labels, problem = stack([entries[s] for s in stat.seeds], set_id, stat.variant)
-        if problem:
-            out.append(dataclasses.replace(stat, note=problem))
+        spec = MetricSpec.from_id(stat.metric)
+        mine = stack([entries[s] for s in stat.seeds], set_id, stat.variant)
+        if mine.problem:
+            out.append(dataclasses.replace(stat, note=mine.problem))
             continue
-        interval = bootstrap_interval(spec, probs, labels, seed=_seed(stat, "interval"), n_resamples=n_resamples, level=level)
+        interval = bootstrap_interval(
+            spec, mine.probs, mine.labels, seed=_seed(stat, "interval"), n_resamples=n_resamples, level=level, groups=mine.groups
+        )
         stat = dataclasses.replace(stat, low=interval.low, high=interval.high)
         if ref is not None and ref.mean is not None and stat.method != REFERENCE:
             stat = _compare(stat, entries, ref, methods[REFERENCE], set_id, stack, spec, n_resamples, level)
@@ -209,11 +223,13 @@ def _compare(
     mine, theirs = _signature(entries[shared[0]], set_id), _signature(ref_by_seed[shared[0]], set_id)
     if mine != theirs:
         return dataclasses.replace(stat, note=f"not comparable with {REFERENCE}: " + _explain({mine: [stat.method], theirs: [REFERENCE]}))
-    a, labels, problem_a = stack([entries[s] for s in shared], set_id, stat.variant)
-    b, labels_b, problem_b = stack([ref_by_seed[s] for s in shared], set_id, stat.variant)
-    if problem_a or problem_b or not np.array_equal(labels, labels_b):
+    a = stack([entries[s] for s in shared], set_id, stat.variant)
+    b = stack([ref_by_seed[s] for s in shared], set_id, stat.variant)
+    if a.problem or b.problem or not np.array_equal(a.labels, b.labels):
         return dataclasses.replace(stat, note=f"not comparable with {REFERENCE}: different examples")
-    d = paired_bootstrap(spec, a, b, labels, seed=_seed(stat, "paired"), n_resamples=n_resamples, level=level)
+    d = paired_bootstrap(
+        spec, a.probs, b.probs, a.labels, seed=_seed(stat, "paired"), n_resamples=n_resamples, level=level, groups=a.groups
+    )
     return dataclasses.replace(stat, delta=d.difference, delta_low=d.low, delta_high=d.high, p_value=d.p_value)
 
 
@@ -232,19 +248,16 @@ def _ranked(column: list[Stat], level: float) -> list[Stat]:
     return out
 
 
-def _stack(
-    seeds: list[tuple[dict[str, np.ndarray], dict[str, Any]]], set_id: str, variant: str
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """(seeds, n, C) probabilities of one set from (predictions, entry) pairs (temperature-scaled
-    per seed for "ts"), the labels, and a problem note ("" if none)."""
+def stack_seeds(seeds: list[tuple[dict[str, np.ndarray], dict[str, Any]]], set_id: str, variant: str) -> Stacked:
+    """One set's predictions from (predictions, entry) pairs, temperature-scaled per seed for "ts"."""
     probs, labels = [], None
     for arrays, e in seeds:
         p, y = entry_format.set_probs(arrays, set_id, e["shifts"])
         if labels is not None and not np.array_equal(labels, y):
-            return np.empty(0), np.empty(0), "seeds were scored on different examples"
+            return Stacked(np.empty(0), np.empty(0), np.empty(0), "seeds were scored on different examples")
         labels = y
         probs.append(apply_temperature(entry_format.log_probs(p), e["temperature"] if variant == "ts" else 1.0))
-    return np.stack(probs), labels, ""
+    return Stacked(np.stack(probs), labels, entry_format.set_groups(arrays, set_id, e["shifts"]))
 
 
 def _signature(entry: dict[str, Any], set_id: str, with_method: bool = False) -> tuple[tuple[str, str], ...]:
@@ -280,13 +293,6 @@ def _explain(signatures: dict[tuple, list]) -> str:
 
 def _metric_ids(entry: dict[str, Any], set_id: str) -> list[str]:
     return entry["metrics"][entry_format.SCORING[entry["sets"][set_id]["kind"]]]
-
-
-def _metric_spec(metric_id: str) -> MetricSpec:
-    """The MetricSpec whose id is ``metric_id`` (e.g. ece/uniform/15/l1 -> ece, uniform, 15, l1)."""
-    name, *rest = metric_id.split("/")
-    binning, n_bins, norm = (rest + [None, None, None])[:3]
-    return MetricSpec(name, binning, int(n_bins) if n_bins is not None else None, norm)
 
 
 def _seed(stat: Stat, purpose: str) -> int:

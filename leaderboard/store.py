@@ -4,7 +4,7 @@ Layout of ``releases/<version>/``::
 
     index.json                           the commit point: entry stem -> sha256 of its file
     entries/<stem>-<sha12>.json          one entry per cell (leaderboard/entry.py)
-    predictions/<stem>-<sha12>.npz       its per-example predictions
+    predictions/<stem>-<sha12>.npz       its per-example predictions, packed (entry.pack_predictions)
     .lock                                the writers' lock (not part of the release)
 
 Files are content-addressed (``sha12``: the first 12 hex digits of the file's
@@ -110,7 +110,7 @@ class Release:
         return entry_format.read_predictions(io.BytesIO(data), path)
 
     def add(self, entry: dict[str, Any], predictions: Path, *, replace_reason: str | None = None) -> str:
-        """Add one entry and a copy of its predictions file; returns "added", "replaced" or "unchanged".
+        """Add one entry and its runner predictions file, packed; returns "added", "replaced" or "unchanged".
 
         A cell already present with different results needs ``replace_reason``;
         without it the add is refused and nothing changes.
@@ -118,7 +118,7 @@ class Release:
         source = f"entry for cell {entry.get('cell')}"
         entry_format.validate(entry, source)
         stem = entry_format.stem(entry["cell"])
-        data = _read(predictions, "predictions")
+        data = entry_format.pack_predictions(entry_format.read_predictions(io.BytesIO(_read(predictions, "predictions")), predictions))
         if hashlib.sha256(data).hexdigest() != entry["predictions"]["sha256"]:
             raise CudBenchError(f"predictions {predictions} are not the file the {source} was built from (sha256 differs)")
         if replace_reason is not None and not replace_reason.strip():
@@ -195,12 +195,15 @@ def list_releases(root: Path = DEFAULT_ROOT) -> list[str]:
 
 
 def open_release(version: str | None = None, root: Path = DEFAULT_ROOT) -> Release:
-    """An existing release (None: the newest); an unknown version names the releases there are."""
+    """An existing release (None: the newest; a prefix such as ``1.0``: the newest 1.0.x); an
+    unknown version names the releases there are."""
     known = list_releases(root)
     if version is None:
         if not known:
             raise CudBenchError(f"no releases under {root}")
         version = known[-1]
+    elif version not in known and any(k.startswith(f"{version}.") for k in known):
+        version = [k for k in known if k.startswith(f"{version}.")][-1]
     path = Path(root) / version
     if not (path / "index.json").is_file():
         raise CudBenchError(f"unknown release {version!r} under {root} (releases: {', '.join(known) or 'none'})")

@@ -83,10 +83,18 @@ def set_label(set_id: str) -> str:
 
 
 # -- build -----------------------------------------------------------------------------
-def build(release: Release, out_dir: Path | None = None, *, n_resamples: int = 1000, level: float = LEVEL) -> list[Path]:
+def build(
+    release: Release,
+    out_dir: Path | None = None,
+    *,
+    n_resamples: int = 1000,
+    level: float = LEVEL,
+    claims_files: Sequence[Path] = (),
+) -> list[Path]:
     """Render every view of ``release`` into ``out_dir`` (default ``<release>/views``); returns the files.
 
     Figures no longer produced are removed, so the folder is exactly the build's output.
+    The verdicts of ``claims_files`` on the release are part of the Markdown and HTML views.
     """
     out_dir = Path(out_dir) if out_dir is not None else release.path / "views"
     entries = release.entries()
@@ -103,10 +111,11 @@ def build(release: Release, out_dir: Path | None = None, *, n_resamples: int = 1
     written = [out_dir / "figures" / name for names in figure_files.values() for name in names]
     for stale in sorted(set((out_dir / "figures").glob("*.svg")) - set(written)):
         stale.unlink()
+    extra = _teachers_markdown(entries) + _claims_markdown(release, claims_files)
     views = {
-        "LEADERBOARD.md": markdown(release, all_stats, level),
+        "LEADERBOARD.md": markdown(release, all_stats, level) + extra,
         "leaderboard.csv": to_csv(all_stats),
-        "index.html": page(release, all_stats, figure_files, level),
+        "index.html": page(release, all_stats, figure_files, level, extra),
     }
     for name, text in views.items():
         write_bytes_atomic(out_dir / name, text.encode("utf-8"))
@@ -161,6 +170,64 @@ def _curve(ece: dict[tuple, float], method: str, variant: str, by_severity: dict
         if None not in values:
             curve[severity] = float(np.mean(values))
     return curve
+
+
+# -- teachers and claims ---------------------------------------------------------------
+TEACHER_METRICS = ("accuracy", "ece/uniform/15/l1", "mean_confidence")
+
+
+def teacher_rows(entries: list[dict[str, Any]]) -> list[list[str]]:
+    """Per suite, task and teacher recipe: clean-test scores as the runner reported them (mean
+    over seeds) and training throughput, with its cost relative to the CE teacher's."""
+    seen: dict[tuple, dict[int, dict[str, Any]]] = {}
+    for e in entries:
+        t = e.get("teacher") or {}
+        if t.get("clean"):
+            key = (e["cell"]["suite"], e["cell"]["task"], t["recipe"].split("(")[0])
+            seen.setdefault(key, {})[e["cell"]["seed"]] = {**t, "metrics": e["metrics"]["classification"]}
+    speed = {k: float(np.mean([t["train_examples_per_s"] for t in by_seed.values()])) for k, by_seed in seen.items()}
+    rows = []
+    for (suite, task, recipe), by_seed in sorted(seen.items()):
+        values = [
+            display(m).format(float(np.mean([t["clean"]["raw"][t["metrics"].index(m)] for t in by_seed.values()])))
+            for m in TEACHER_METRICS
+        ]
+        ce = speed.get((suite, task, "ce"))
+        cost = f"{ce / speed[(suite, task, recipe)]:.2f}×" if ce else "–"
+        rows.append([suite, task, recipe, str(len(by_seed)), *values, f"{speed[(suite, task, recipe)]:,.0f}", cost])
+    return rows
+
+
+TEACHER_HEADER = ("suite", "task", "teacher recipe", "seeds", "accuracy %", "ECE %", "mean confidence %", "train examples/s", "time vs ce")
+
+
+def _teachers_markdown(entries: list[dict[str, Any]]) -> str:
+    rows = teacher_rows(entries)
+    if not rows:
+        return ""
+    lines = [
+        "## Teachers",
+        "",
+        "The full-data teachers on the clean test set (raw, mean over seeds), as the runner reported them: teacher "
+        "predictions are not stored, so these are not recomputed from the release. Training throughput is examples "
+        "seen per second of a teacher's training run (one core); 'time vs ce' is the training time a recipe costs "
+        "relative to cross-entropy at the same epochs.",
+        "",
+        "| " + " | ".join(TEACHER_HEADER) + " |",
+        "|" + "---|" * len(TEACHER_HEADER),
+    ]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows] + [""]) + "\n"
+
+
+def _claims_markdown(release: Release, claims_files: Sequence[Path]) -> str:
+    from leaderboard.claims import Results, check, load_claims, to_markdown
+
+    parts = []
+    for path in claims_files:
+        claims = load_claims(Path(path))
+        verdicts = check(claims, Results.from_release(release))
+        parts += [f"## Claims: {Path(path).name}", "", to_markdown(verdicts, claims, f"release {release.version}")]
+    return "\n".join(parts)
 
 
 # -- Markdown --------------------------------------------------------------------------
@@ -243,7 +310,9 @@ def _num(value: float | None) -> str:
 
 
 # -- HTML ------------------------------------------------------------------------------
-def page(release: Release, stats: list[Stat], figure_files: dict[Board, list[str]], level: float = LEVEL) -> str:
+def page(
+    release: Release, stats: list[Stat], figure_files: dict[Board, list[str]], level: float = LEVEL, extra_markdown: str = ""
+) -> str:
     """index.html: a sortable table and the figures; no network needed (inline CSS and JS, local SVGs)."""
     index = _index(stats)
     columns = [(s, m) for s in MAIN_SETS for m in MAIN_METRICS]
@@ -266,8 +335,29 @@ def page(release: Release, stats: list[Stat], figure_files: dict[Board, list[str
         head=head,
         body="\n".join(body),
         figures="\n".join(sections),
+        extra=_markdown_tables_html(extra_markdown),
         script=_SCRIPT,
     )
+
+
+def _markdown_tables_html(text: str) -> str:
+    """The teachers and claims sections (Markdown headings, paragraphs and tables) as HTML."""
+    out, table = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            if not line.startswith("|---"):
+                table.append([c.strip().replace("**", "") for c in line.strip("|").split("|")])
+            continue
+        if table:
+            head, *rows = table
+            out.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+            table = []
+        if line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line:
+            out.append(f"<p>{html.escape(line)}</p>")
+    return "\n".join(out)
 
 
 def _html_cell(stat: Stat | None) -> str:
@@ -314,6 +404,7 @@ section.board img {{ max-width: 100%; display: block; margin: 0.5em 0; }}
 {body}
 </tbody>
 </table>
+{extra}
 <h2>Figures</h2>
 {figures}
 <script>

@@ -31,7 +31,17 @@ derives mean / worst ECE over corruptions and the area under ECE against
 severity.
 """
 
-from shifts.base import FAMILIES, KINDS, Shift, ShiftedSet, ShiftSpec, get_shift, register_shift, shifts
+from shifts.base import (
+    FAMILIES,
+    KINDS,
+    Shift,
+    ShiftedSet,
+    ShiftSpec,
+    TeacherProbs,
+    get_shift,
+    register_shift,
+    shifts,
+)
 from shifts.catalog import applicability_table, describe
 from shifts.figures import CorruptionFigures, corruption_figures
 
@@ -42,6 +52,7 @@ __all__ = [
     "Shift",
     "ShiftSpec",
     "ShiftedSet",
+    "TeacherProbs",
     "applicability_table",
     "corruption_figures",
     "describe",

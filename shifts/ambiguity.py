@@ -13,13 +13,13 @@ subset leaks nothing about test labels into training or selection.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from cud_bench.data.tasks import get_task, load_task
 from cud_bench.errors import CudBenchError
-from shifts.base import EVERY_TASK, Shift, ShiftedSet, ShiftSpec
+from shifts.base import EVERY_TASK, Shift, ShiftedSet, ShiftSpec, TeacherProbs
 
 
 class LowAgreement(Shift):
@@ -64,20 +64,25 @@ class TeacherDisagreement(Shift):
             severities=(1,),
             levels=(),
             max_examples=None,
-            source="the runner: test probabilities of the task's differently seeded teachers",
+            source="the runner: test probabilities of the task's differently seeded teachers on the scored test examples",
             requires=("teacher_probs",),
             description=description,
         )
 
-    def build(self, task: str, severity: int, seed: int, teacher_probs: Sequence[np.ndarray]) -> ShiftedSet:
-        ids = load_task(task)["test"]["id"]
-        shape = (len(ids), get_task(task).spec.num_classes)
-        shapes = {np.shape(p) for p in teacher_probs}
-        if len(teacher_probs) < 2 or shapes != {shape}:
+    def build(self, task: str, severity: int, seed: int, teacher_probs: TeacherProbs) -> ShiftedSet:
+        test_ids = list(load_task(task)["test"]["id"])
+        position = {id_: i for i, id_ in enumerate(test_ids)}
+        unknown = [id_ for id_ in teacher_probs.ids if id_ not in position]
+        if unknown:
+            raise CudBenchError(f"shift {self.spec.id}: ids not in task {task!r}'s test split: {unknown[:3]}")
+        shape = (len(teacher_probs.ids), get_task(task).spec.num_classes)
+        shapes = {np.shape(p) for p in teacher_probs.probs}
+        if len(teacher_probs.probs) < 2 or shapes != {shape}:
             raise CudBenchError(
                 f"shift {self.spec.id} needs at least 2 teachers' test probabilities of shape {shape} "
-                f"for task {task!r}; got {len(teacher_probs)} of shape(s) {sorted(shapes)}"
+                f"for task {task!r}; got {len(teacher_probs.probs)} of shape(s) {sorted(shapes)}"
             )
-        votes = np.stack([np.argmax(p, axis=1) for p in teacher_probs])
-        indices = np.flatnonzero((votes != votes[0]).any(axis=0))
-        return self.subset(task, severity, ids, indices)
+        votes = np.stack([np.argmax(p, axis=1) for p in teacher_probs.probs])
+        split = np.flatnonzero((votes != votes[0]).any(axis=0))
+        indices = np.array(sorted(position[teacher_probs.ids[j]] for j in split), dtype=np.int64)
+        return self.subset(task, severity, test_ids, indices)

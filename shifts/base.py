@@ -132,6 +132,19 @@ class ShiftedSet:
         return len(self.ids)
 
 
+@dataclasses.dataclass(frozen=True)
+class TeacherProbs:
+    """Differently seeded teachers' probabilities on the clean test examples ``ids``.
+
+    ``ids`` may be any subset of the test split (the runner passes the capped
+    test set it scores, so no other test text needs encoding); ``probs`` holds
+    one ``(len(ids), n_classes)`` array per teacher, rows in ``ids`` order.
+    """
+
+    ids: tuple[str, ...]
+    probs: tuple[np.ndarray, ...]
+
+
 class Shift(abc.ABC):
     """A registered shift: its frozen :class:`ShiftSpec` and the code that builds its sets."""
 
@@ -142,33 +155,34 @@ class Shift(abc.ABC):
         return EVERY_TASK in self.spec.tasks or task.partition("@v")[0] in self.spec.tasks
 
     def apply(
-        self, task: str, severity: int, *, seed: int = 0, teacher_probs: Sequence[np.ndarray] | None = None
+        self, task: str, severity: int, *, seed: int = 0, teacher_probs: TeacherProbs | None = None
     ) -> ShiftedSet:
         """The evaluation set for ``task`` at ``severity``.
 
         ``seed`` only matters for random shifts (corruptions); the benchmark
         passes 0 so that every method and training seed meets the same texts.
         ``teacher_probs`` (required when ``"teacher_probs"`` is in
-        ``spec.requires``): one ``(n_test, n_classes)`` array per
-        differently seeded teacher, for the task's clean test split.
+        ``spec.requires``): differently seeded teachers' probabilities on
+        some of the task's clean test examples (see :class:`TeacherProbs`).
         """
         if not self.applies_to(task):
             raise CudBenchError(
                 f"shift {self.spec.id} does not apply to task {task!r}; it applies to: {', '.join(self.spec.tasks)}"
             )
         self.level(severity)  # checks the severity
-        if "teacher_probs" in self.spec.requires and (teacher_probs is None or len(teacher_probs) == 0):
+        if "teacher_probs" in self.spec.requires and (teacher_probs is None or not teacher_probs.probs):
             raise CudBenchError(
                 f"shift {self.spec.id} needs the test probabilities of the task's teachers (teacher_probs)"
             )
         return self.build(get_task(task).spec.name, severity, seed, teacher_probs)
 
     @abc.abstractmethod
-    def build(self, task: str, severity: int, seed: int, teacher_probs: Sequence[np.ndarray] | None) -> ShiftedSet:
+    def build(self, task: str, severity: int, seed: int, teacher_probs: TeacherProbs | None) -> ShiftedSet:
         """Build the set; arguments are already checked (``task`` is the bare task name)."""
 
     def subset(self, task: str, severity: int, test_ids: Sequence[str], indices: np.ndarray) -> ShiftedSet:
         """A ``subset`` set: ``indices`` (increasing) into the test split whose ids are ``test_ids``."""
+        test_ids = list(test_ids)  # a datasets Column is slow to index row by row
         return ShiftedSet(
             shift=self.spec.id,
             task=get_task(task).spec.id,

@@ -36,7 +36,7 @@ from cud_bench.io import cache_dir, write_json_atomic
 from shifts.base import EVERY_TASK, Shift, ShiftedSet, ShiftSpec
 from shifts.selection import capped, task_rows
 
-CAP = 200  # test examples per task and corruption: bounds the encoding cost of 10 corruptions x 5 severities
+CAP = 30  # test examples per task and corruption: bounds the encoding cost of 10 corruptions x 5 severities
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5)
 NLPAUG = "pypi:nlpaug==1.1.11"
 # Character corruptions: the level is the fraction of words hit; one character in each word hit

@@ -16,7 +16,7 @@ from cud_bench.errors import CudBenchError
 from shifts.base import Shift, ShiftedSet, ShiftSpec
 from shifts.selection import capped, task_rows, unseen_by
 
-CAP = 2000
+CAP = 500
 
 
 class HeldOutClasses(Shift):

@@ -127,7 +127,7 @@ def test_registry_lists_the_architectures_and_suggests_names():
 def test_overrides_and_defaults_make_the_spec():
     mlp = architectures.get("mlp")
     student = mlp(encoder="minilm-l6", hidden=128, train={"epochs": 5})
-    default_train = TrainConfig(epochs=5, batch_size=64, lr=1e-3, weight_decay=0.01)
+    default_train = TrainConfig(epochs=5, batch_size=128, lr=2e-3, weight_decay=0.01)
     assert student.spec == MLPSpec(name="mlp", train=default_train, encoder="minilm-l6", hidden=128)
     assert student.needs_features == "minilm-l6"
     assert mlp(encoder="mpnet-base").create(5).net[0].in_features == 768  # the encoder's width, from its spec
@@ -170,3 +170,27 @@ def test_build_is_seeded_and_leaves_the_global_generator_alone():
         assert not torch.equal(pa, pc), name
     with pytest.raises(CudBenchError, match="at least 2 classes"):
         arch.build(1, seed=0)
+
+
+def test_row_adam_matches_torch_sparse_adam():
+    from cud_bench.models.row_adam import RowAdam
+
+    def trained(optimizer_type):
+        torch.manual_seed(0)
+        bag = torch.nn.EmbeddingBag(50, 4, mode="mean", sparse=True)
+        optimizer = optimizer_type(bag.parameters(), lr=0.05)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(6):  # repeated ids in a batch, and rows untouched on some steps
+            ids = torch.randint(0, 20, (12,), generator=gen)
+            optimizer.zero_grad()
+            bag(ids, torch.tensor([0, 5, 9])).pow(2).sum().backward()
+            optimizer.step()
+        return bag.weight.detach().clone()
+
+    ours, theirs = trained(RowAdam), trained(torch.optim.SparseAdam)
+    assert not torch.equal(ours, trained(lambda p, lr: torch.optim.SGD(p, lr=lr)))  # the comparison can fail
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
+    with pytest.raises(RuntimeError, match="sparse gradients only"):
+        layer = torch.nn.Linear(2, 1)
+        layer(torch.ones(1, 2)).sum().backward()
+        RowAdam(layer.parameters()).step()

@@ -8,6 +8,7 @@ so they have the real layout; every number checked here is recomputed independen
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing
 import shutil
@@ -32,6 +33,7 @@ from leaderboard.upgrade import upgrade
 
 FIXTURES = Path(__file__).parent / "fixtures" / "leaderboard"
 N_CLEAN, N_SHIFT, N_OOS, C = 90, 40, 30, 3
+TEACHER_METRICS = [spec.id for spec in metrics.STANDARD_SPECS]
 LABELS = np.arange(N_CLEAN) % C
 SHIFT_LABELS = np.arange(N_SHIFT) % C
 TAIL_ROWS = np.arange(0, N_CLEAN, 3)
@@ -84,6 +86,8 @@ def write_run(out: Path, *, methods=tuple(METHODS), seeds=SEEDS, variant: int = 
                 "teacher": None if method == "ce" else {
                     "recipe": "ce", "train_accuracy": 0.99,
                     "targets": {"rows_changed": 0.1, "temperature": None, "accuracy": 0.98, "mean_confidence": 0.9},
+                    "clean": {v: {m: 0.5 + 0.01 * seed for m in TEACHER_METRICS} for v in ("raw", "ts")},
+                    "training": {"train_examples_per_s": 1000.0 + seed},
                 },
                 "training": {"best_epoch": 3, "epochs_run": 5, "selection_rule": "best-val-accuracy", "history": [{"epoch": 1}]},
                 "provenance": {"cud_bench_version": "0.1.0", "git_commit": None, "variant": variant},
@@ -151,9 +155,24 @@ def test_entry_scores_are_recomputed_from_the_stored_float16_predictions(records
     auroc = roc_auc_score(np.r_[np.ones(N_CLEAN), np.zeros(N_OOS)], confidence)
     assert _values(entry, "unknown-intents@v1/1", "raw")["ood_auroc/msp"] == pytest.approx(auroc, abs=1e-6)
     assert entry["training"] == {"best_epoch": 3, "epochs_run": 5, "selection_rule": "best-val-accuracy"}
-    assert entry["predictions"]["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
+    packed = entry_format.pack_predictions(entry_format.read_predictions(npz))
+    assert entry["predictions"]["sha256"] == hashlib.sha256(packed).hexdigest()
+    assert entry["teacher"] is None  # ce has no teacher
+    assert _entry(records, "kd", 1)[0]["teacher"]["clean"]["raw"] == [0.51] * len(TEACHER_METRICS)
     assert entry["specs"]["suite"] == entry_format.suite_settings_hash({"max_test": None})  # selection fields dropped
     entry_format.validate(entry, "test")
+
+
+def test_packed_predictions_round_trip_byte_for_byte_and_are_smaller(records):
+    npz = records / "toy__kd__mlp-l3__cross-fit__seed0.npz"
+    arrays = entry_format.read_predictions(npz)
+    packed = entry_format.pack_predictions(arrays)
+    assert packed == entry_format.pack_predictions(dict(reversed(list(arrays.items()))))  # same bytes, any order
+    again = entry_format.read_predictions(io.BytesIO(packed), "packed.npz")
+    assert set(again) == set(arrays)
+    for key, array in arrays.items():
+        assert again[key].dtype == array.dtype and np.array_equal(again[key], array), key
+    assert len(packed) < npz.stat().st_size
 
 
 def test_shifts_missing_from_a_record_are_described_by_the_shift_registry(records, tmp_path):

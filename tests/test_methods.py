@@ -101,3 +101,34 @@ def test_a_method_from_outside_the_package_registers_by_entry_point(tmp_path, mo
         methods.unregister("confidence-penalty")
         teacher_recipes.unregister("confidence-penalty")
         sys.modules.pop("confidence_penalty", None)
+
+
+def test_method_variants_change_one_hyperparameter_and_say_so():
+    from cud_bench.methods import variant_name
+
+    base, variant = get_method("cud"), get_method("cud+gamma=5+transform.eta=0.3")
+    assert variant.teacher.params == {**base.teacher.params, "gamma": 5.0}
+    assert variant.transform.params == {"eta": 0.3, "m": base.transform.params["m"]}
+    assert variant.student == base.student and variant.name == "cud+gamma=5+transform.eta=0.3"
+    assert variant.spec_hash() != base.spec_hash()
+    assert variant_name("cud", {"gamma": 5, "transform.eta": 0.3}) == variant.name
+    for name, message in [
+        ("cud+lam_ce=1", "is ambiguous"),  # the DUS teacher and the KD student both have lam_ce
+        ("cud+colour=1", "matches no hyperparameter"),
+        ("cud+gamma", "is not param=value"),
+        ("cud+gamma=high", "'high' is not a float"),
+    ]:
+        with pytest.raises(CudBenchError, match=message):
+            get_method(name)
+
+
+def test_sweep_grid_expands_to_checked_variants():
+    from cud_bench.sweep import parse_grid, sweep_methods
+
+    grid = parse_grid(["gamma=2,5", "eta=0.3"])
+    assert sweep_methods("cud", grid) == ["cud+gamma=2+eta=0.3", "cud+gamma=5+eta=0.3"]
+    for bad in (["gamma"], ["gamma="], ["gamma=1", "gamma=2"]):
+        with pytest.raises(CudBenchError, match="expected PARAM=V1,V2"):
+            parse_grid(bad)
+    with pytest.raises(CudBenchError, match="matches no hyperparameter"):
+        sweep_methods("cud", {"colour": ["red"]})

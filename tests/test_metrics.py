@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, log_loss
 from cud_bench.metrics import (
     METRICS,
     STANDARD_SPECS,
+    WEIGHTED,
     MetricValue,
     Predictions,
     accuracy,
@@ -361,6 +362,37 @@ def test_paired_bootstrap_needs_matching_seeds():
     probs, labels = random_predictions(50, 3, seed=17)
     with pytest.raises(ValueError, match="same number of seeds"):
         paired_bootstrap(ECE, np.stack([probs, probs]), probs, labels, seed=0)
+
+
+@pytest.mark.parametrize("spec", [s for s in STANDARD_SPECS if s.name in WEIGHTED and WEIGHTED.get(s.name).fits(s)], ids=str)
+def test_weighted_forms_equal_the_metric_on_each_resample(spec):
+    probs, labels = random_predictions(120, 4, seed=19)
+    preds = Predictions.of(probs, labels)
+    rng = np.random.default_rng(1)
+    draws = [rng.integers(0, 120, 120) for _ in range(5)] + [np.arange(7)]  # the last: most rows drawn 0 times
+    counts = np.stack([np.bincount(rows, minlength=120) for rows in draws]).astype(np.float64)
+    expected = [METRICS.get(spec.name)(Predictions.of(probs[rows], labels[rows]), spec) for rows in draws]
+    np.testing.assert_allclose(WEIGHTED.get(spec.name)(preds, spec, counts), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_quantile_ece_has_no_weighted_form_but_bootstraps():
+    quantile = MetricSpec("ece", "quantile", 15, "l1")
+    assert not WEIGHTED.get("ece").fits(quantile)
+    probs, labels = random_predictions(200, 3, seed=20)
+    interval = bootstrap_interval(quantile, probs, labels, seed=0, n_resamples=50)
+    assert interval.low < interval.estimate.value < interval.high
+
+
+def test_group_bootstrap_draws_copies_of_an_example_together():
+    probs, labels = random_predictions(150, 3, seed=21)
+    copies, group = np.tile(probs, (4, 1)), np.tile(np.arange(150), 4)  # 4 exact copies of every example
+    alone = bootstrap_interval(ECE, probs, labels, seed=3, n_resamples=300)
+    grouped = bootstrap_interval(ECE, copies, labels[group], seed=3, n_resamples=300, groups=group)
+    naive = bootstrap_interval(ECE, copies, labels[group], seed=3, n_resamples=300)
+    assert (grouped.low, grouped.high) == pytest.approx((alone.low, alone.high), abs=1e-12)
+    assert naive.high - naive.low < 0.7 * (alone.high - alone.low)  # copies taken as independent: too narrow
+    with pytest.raises(ValueError, match="groups must have shape"):
+        bootstrap_interval(ECE, probs, labels, seed=0, groups=np.arange(10))
 
 
 @pytest.mark.parametrize("seed", [None, -1, 1.5])

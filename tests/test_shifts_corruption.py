@@ -19,7 +19,7 @@ from cud_bench.errors import DataError
 from cud_bench.io import cache_dir
 from shifts import get_shift, shifts
 from shifts.augmenters import respell, split_token, swappable
-from shifts.corruption import HashStream, example_key
+from shifts.corruption import CAP, HashStream, example_key
 from shifts.glove import compute_neighbours, neighbour_table
 from shifts.selection import capped, task_rows
 from shifts.wordnet import LEXNAMES, lexnames_text, synonyms, wordnet
@@ -127,10 +127,10 @@ def test_measured_edit_rate_grows_with_severity(sample):
 def test_corrupted_sets_are_cached_and_reused(private_cache, monkeypatch):
     shift = get_shift("char-keyboard")
     first = shift.apply("rt-polarity", 2)
-    assert len(first) == shift.spec.max_examples == 200
+    assert len(first) == shift.spec.max_examples == CAP
     test = task_rows("rt-polarity", ("test",)).set_index("id")
     assert list(first.labels) == test.loc[list(first.ids), "label"].tolist()
-    assert list(first.ids) == capped(test.reset_index(), 200)["id"].tolist()
+    assert list(first.ids) == capped(test.reset_index(), CAP)["id"].tolist()
     cached = list((private_cache / "shifts" / "corruption").rglob("severity2-seed0.json"))
     assert len(cached) == 1
 
@@ -160,7 +160,7 @@ def test_no_shift_opens_a_network_connection(private_cache, monkeypatch, sample)
             shift = get_shift(name)
             monkeypatch.setattr(shift, "_augmenters", {})  # nlpaug augmenters built again too
             assert len(shift.corrupt(ids[:5], texts[:5], 5)) == 5
-        assert len(get_shift("word-synonym").apply("rt-polarity", 1)) == 200
+        assert len(get_shift("word-synonym").apply("rt-polarity", 1)) == CAP
         for name in ("rt-polarity-to-tweets", "class-frequency"):
             assert len(get_shift(name).apply("rt-polarity", 1)) > 0
         assert (private_cache / "nltk_data" / "corpora" / "wordnet" / "lexnames").is_file()

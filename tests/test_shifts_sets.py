@@ -12,7 +12,7 @@ from cud_bench.data.task_defs._newsgroups import HELD_OUT_GROUPS, SOURCE_GROUPS,
 from cud_bench.data.task_defs._tweet_collections import collection_of
 from cud_bench.data.tasks import get_task, load_task
 from cud_bench.errors import CudBenchError
-from shifts import get_shift, shifts
+from shifts import TeacherProbs, get_shift, shifts
 from shifts.longtail import HEAD, TAIL
 from shifts.selection import task_rows
 
@@ -42,8 +42,9 @@ def test_shifted_texts_are_disjoint_from_the_training_task(name):
 
 
 def test_rt_polarity_to_tweets_maps_labels_by_name():
-    shifted = get_shift("rt-polarity-to-tweets").apply("rt-polarity", 1)
-    assert len(shifted) == 2000
+    shift = get_shift("rt-polarity-to-tweets")
+    shifted = shift.apply("rt-polarity", 1)
+    assert len(shifted) == shift.spec.max_examples
     rt_names = get_task("rt-polarity").spec.label_names
     expected = {"negative": "rotten", "positive": "fresh"}
     source = _labelled_by_source(shifted, "tweets-sentiment")
@@ -52,11 +53,13 @@ def test_rt_polarity_to_tweets_maps_labels_by_name():
 
 
 def test_drug_reviews_are_all_positive_and_negative_reviews():
-    shifted = get_shift("rt-polarity-to-drug-reviews").apply("rt-polarity", 1)
+    shift = get_shift("rt-polarity-to-drug-reviews")
+    shifted = shift.apply("rt-polarity", 1)
     rows = task_rows("drug-reviews")
     names = get_task("drug-reviews").spec.label_names
     polar = rows[[names[i] in ("negative", "positive") for i in rows["label"]]]
-    assert set(shifted.ids) == set(polar["id"]) - set(polar[polar["text"].isin(_texts("rt-polarity"))]["id"])
+    eligible = set(polar["id"]) - set(polar[polar["text"].isin(_texts("rt-polarity"))]["id"])
+    assert set(shifted.ids) <= eligible and len(shifted) == min(len(eligible), shift.spec.max_examples)
 
 
 @pytest.mark.parametrize("collection", ["nfl", "self-driving", "apple"])
@@ -90,8 +93,9 @@ def test_newsgroup_subgroup_transfer_crosses_groups():
 def test_held_out_groups_are_out_of_scope():
     task = load_task("20newsgroups-15groups")
     assert not set(task["train"].features["label"].names) & set(HELD_OUT_GROUPS)
-    shifted = get_shift("20newsgroups-heldout-groups").apply("20newsgroups-15groups", 1)
-    assert shifted.kind == "out-of-scope" and len(shifted) == 2000 and not shifted.labels
+    shift = get_shift("20newsgroups-heldout-groups")
+    shifted = shift.apply("20newsgroups-15groups", 1)
+    assert shifted.kind == "out-of-scope" and len(shifted) == shift.spec.max_examples and not shifted.labels
     assert set(_labelled_by_source(shifted, "20newsgroups")) == set(HELD_OUT_GROUPS)
 
 
@@ -142,14 +146,20 @@ def test_low_agreement_subsets_by_hand():
 
 def test_teacher_disagreement_by_hand():
     shift = get_shift("teacher-disagreement")
-    n = load_task("rt-polarity")["test"].num_rows
-    agree = np.tile([0.8, 0.2], (n, 1))
+    ids = tuple(load_task("rt-polarity")["test"]["id"])
+    agree = np.tile([0.8, 0.2], (len(ids), 1))
     other = agree.copy()
     other[[3, 7]] = [0.3, 0.7]
-    shifted = shift.apply("rt-polarity", 1, teacher_probs=[agree, agree, other])
-    assert shifted.indices == (3, 7) and shifted.kind == "subset"
-    assert len(shift.apply("rt-polarity", 1, teacher_probs=[agree, agree])) == 0
+    shifted = shift.apply("rt-polarity", 1, teacher_probs=TeacherProbs(ids, (agree, agree, other)))
+    assert shifted.indices == (3, 7) and shifted.ids == (ids[3], ids[7]) and shifted.kind == "subset"
+    assert len(shift.apply("rt-polarity", 1, teacher_probs=TeacherProbs(ids, (agree, agree)))) == 0
+    # probabilities for a reordered subset of the test split: indices still point into the full split
+    picked = (ids[9], ids[7], ids[1])
+    some = TeacherProbs(picked, (agree[:3], np.array([[0.8, 0.2], [0.3, 0.7], [0.8, 0.2]])))
+    assert shift.apply("rt-polarity", 1, teacher_probs=some).indices == (7,)
     with pytest.raises(CudBenchError, match="at least 2 teachers"):
-        shift.apply("rt-polarity", 1, teacher_probs=[agree])
+        shift.apply("rt-polarity", 1, teacher_probs=TeacherProbs(ids, (agree,)))
     with pytest.raises(CudBenchError, match="of shape"):
-        shift.apply("rt-polarity", 1, teacher_probs=[agree, agree[:10]])
+        shift.apply("rt-polarity", 1, teacher_probs=TeacherProbs(ids, (agree, agree[:10])))
+    with pytest.raises(CudBenchError, match="not in task"):
+        shift.apply("rt-polarity", 1, teacher_probs=TeacherProbs(("nope",), (agree[:1], agree[:1])))

@@ -1,8 +1,12 @@
-"""The README's test command exercises the smoke suite end to end, through the CLI, offline."""
+"""The README's test command exercises the smoke suite end to end, through the CLI, offline,
+then checks the CI claims file on it (and that a false required claim fails the check)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import yaml
 
 from cud_bench import records
 from cud_bench.cli import main
@@ -10,8 +14,11 @@ from cud_bench.runner import expand
 from cud_bench.suites import suites
 
 
+CI_CLAIMS = Path(__file__).parents[1] / "claims" / "smoke-ci.yaml"
+
+
 def test_smoke_suite_writes_a_record_for_every_cell_with_shift_metrics(tmp_path, capsys):
-    assert main(["run", "--suite", "smoke", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert main(["run", "--suite", "smoke", "--out", str(tmp_path), "--no-progress", "--jobs", "2"]) == 0
     log = capsys.readouterr().out
     assert "teachers (one per task, recipe, seed, fold)" in log
     smoke = suites.get("smoke")
@@ -32,3 +39,14 @@ def test_smoke_suite_writes_a_record_for_every_cell_with_shift_metrics(tmp_path,
     assert main(["run", "--suite", "smoke", "--out", str(tmp_path), "--no-progress"]) == 0
     assert f"{len(cells)} already done, 0 written" in capsys.readouterr().out
     assert json.loads(cells[0].record_path(tmp_path).read_text())["cell"]["suite"] == "smoke"
+
+    # CI's claim holds on the smoke run; the same claim reversed is false, and fails the check
+    report = tmp_path / "report"
+    assert main(["check", str(CI_CLAIMS), "--results", str(tmp_path), "--out", str(report)]) == 0, capsys.readouterr().out
+    verdicts = {v["claim"]: v for v in json.loads((report / "smoke-ci.json").read_text())["verdicts"]}
+    assert verdicts["ts-lowers-ce-student-nll"]["status"] == "holds"
+    false = yaml.safe_load(CI_CLAIMS.read_text())
+    false["claims"] = [{**false["claims"][0], "id": "ts-raises-ce-student-nll", "direction": "higher"}]
+    (tmp_path / "false.yaml").write_text(yaml.safe_dump(false))
+    assert main(["check", str(tmp_path / "false.yaml"), "--results", str(tmp_path), "--out", str(report)]) == 1
+    assert json.loads((report / "false.json").read_text())["verdicts"][0]["status"] == "fails"

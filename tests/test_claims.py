@@ -1,0 +1,149 @@
+"""Claims as tests: claim files are validated, and verdicts follow the evidence (both ways).
+
+The records are test_leaderboard's synthetic run: ``kd`` is far more accurate
+than ``ce``; ``cud`` has exactly ``kd``'s predictions (indistinguishable).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from test_leaderboard import bench_file, records, release, write_run  # noqa: F401 - fixtures
+
+from cud_bench.cli import main
+from cud_bench.errors import CudBenchError
+from leaderboard.claims import ClaimSpec, Results, Side, check, exit_code, load_claims
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Results:
+    return Results.from_records(write_run(tmp_path_factory.mktemp("run")))
+
+
+def claim(**fields) -> ClaimSpec:
+    values = {"id": "c", "a": Side("kd"), "b": Side("ce"), "metric": "accuracy", "direction": "higher", "n_resamples": 300}
+    return ClaimSpec(**{**values, **fields})
+
+
+def test_a_true_claim_holds_and_its_reverse_fails(results):
+    holds, fails = check([claim(), claim(id="reverse", direction="lower")], results)
+    assert (holds.status, fails.status) == ("holds", "fails")
+    assert holds.effect == fails.effect > 0.2  # the effect is A - B whatever the claimed direction
+    assert holds.low > 0 and holds.p_value < 0.01 and holds.n_seeds == 3 and holds.n_units == 1
+    assert exit_code([holds]) == 0 and exit_code([fails]) == 0  # neither is required
+    assert exit_code([check([claim(required=True, direction="lower")], results)[0]]) == 1
+
+
+def test_identical_methods_are_inconclusive(results):
+    (verdict,) = check([claim(a=Side("cud"), b=Side("kd"))], results)
+    assert verdict.status == "inconclusive" and verdict.effect == 0.0 and verdict.note == "the interval straddles zero"
+    assert exit_code([dataclass_required(verdict)]) == 1  # a required claim must hold, not just not fail
+
+
+def dataclass_required(verdict):
+    import dataclasses
+
+    return dataclasses.replace(verdict, required=True)
+
+
+def test_too_few_seeds_and_sign_tests_are_inconclusive_not_failed(results):
+    few, sign = check([claim(min_seeds=4), claim(id="sign", test="sign-test")], results)
+    assert few.status == "inconclusive" and "3 seed(s), the claim needs 4" in few.note
+    assert sign.status == "inconclusive" and sign.p_value == pytest.approx(0.25)
+    assert "3 of 3 seeds in the claimed direction" in sign.note and "cannot reach p < 0.05" in sign.note
+
+
+def test_each_mean_and_worst_aggregations_over_shift_sets(results):
+    each, mean, worst = check(
+        [
+            claim(sets=("family:corruption",)),
+            claim(id="mean", sets=("family:corruption",), aggregate="mean"),
+            claim(id="worst", sets=("family:corruption",), aggregate="worst"),
+        ],
+        results,
+    )
+    assert each.n_units == 2 and [u.label.rsplit(" / ", 1)[1] for u in each.units] == ["typo@v1/1", "typo@v1/2"]
+    assert each.status == "holds" and mean.status == "holds" and worst.status == "holds"
+    assert mean.effect == pytest.approx(sum(u.effect for u in each.units) / 2)
+    assert worst.effect == pytest.approx(min(u.effect for u in each.units), abs=0.1)  # kd's worst minus ce's worst
+
+
+def test_teacher_claims_use_stored_teacher_scores(results):
+    (verdict,) = check([claim(a=Side("kd", "teacher"), b=Side("cud", "teacher"), test="sign-test", metric="nll")], results)
+    assert verdict.status == "inconclusive" and verdict.effect == 0.0  # the fixture gives both the same teacher scores
+    with pytest.raises(CudBenchError, match="teachers are compared on the clean test set with test: sign-test"):
+        claim(a=Side("kd", "teacher"))
+
+
+def test_a_method_against_itself_after_temperature_scaling(results):
+    (verdict,) = check([claim(a=Side("ce", variant="ts"), b=Side("ce", variant="raw"), metric="nll", direction="lower")], results)
+    assert verdict.status == "holds"  # the fixture's ce is over-confident and its temperature is > 1
+
+
+def test_robust_claims_count_the_settings_that_hold(results):
+    (verdict,) = check([claim(a=Side("*d"), robust=0.5)], results)  # kd and cud match; both beat ce
+    assert verdict.status == "holds" and [u.label for u in verdict.units] == ["cud", "kd"]
+    (none,) = check([claim(a=Side("nothing*"), robust=0.5)], results)
+    assert none.status == "inconclusive" and "no method matches" in none.note
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("claims: []", "non-empty list 'claims'"),
+        ("claims: [{id: x, a: kd, b: ce, metric: accuracy}]", r"missing field\(s\) \['direction'\]"),
+        ("claims: [{id: x, a: kd, b: ce, metric: accuracy, direction: up}]", "direction 'up' is not one of lower, higher"),
+        ("claims: [{id: x, a: kd, b: ce, metric: accuracy, direction: lower, colour: red}]", r"unknown field\(s\) \['colour'\]"),
+        ("claims: [{id: x, a: kd/coach, b: ce, metric: accuracy, direction: lower}]", "roles are student, teacher"),
+        ("claims: [{id: x, a: kd, b: ce, metric: m, direction: lower}, {id: x, a: kd, b: ce, metric: m, direction: lower}]", "duplicate claim id 'x'"),
+        ("claims: [{id: x, a: kd, b: ce, metric: m, direction: lower, level: 2}]", r"level must be in \[0.5, 1\)"),
+        ("claims: [unclosed", "cannot read claims file"),
+        ("claims: [{id: x, a: !!python/name:os.system , b: ce, metric: m, direction: lower}]", "cannot read claims file"),
+    ],
+)
+def test_bad_claim_files_are_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "claims.yaml"
+    path.write_text(text)
+    with pytest.raises(CudBenchError, match=message):
+        load_claims(path)
+
+
+def test_check_command_exit_status_and_reports(results, tmp_path, capsys):
+    records = tmp_path / "run"
+    write_run(records)
+    claims = tmp_path / "claims.yaml"
+    body = """
+        defaults: {{metric: accuracy, sets: [clean], n_resamples: 200}}
+        claims:
+          - {{id: kd-beats-ce, a: kd, b: ce, direction: higher, required: true}}
+          - {{id: tracked-false, a: kd, b: ce, direction: lower}}
+          {extra}
+    """
+    claims.write_text(textwrap.dedent(body.format(extra="")))
+    out = tmp_path / "report"
+    assert main(["check", str(claims), "--results", str(records), "--out", str(out)]) == 0
+    verdicts = json.loads((out / "claims.json").read_text())["verdicts"]
+    assert [(v["claim"], v["status"]) for v in verdicts] == [("kd-beats-ce", "holds"), ("tracked-false", "fails")]
+    assert "| kd-beats-ce (required) | kd higher than ce |" in (out / "claims.md").read_text()
+    claims.write_text(textwrap.dedent(body.format(extra="- {id: required-false, a: kd, b: ce, direction: lower, required: true}")))
+    assert main(["check", str(claims), "--results", str(records), "--out", str(out)]) == 1
+    assert main(["check", str(tmp_path / "missing.yaml"), "--results", str(records)]) == 2
+    assert main(["check", str(claims), "--results", str(tmp_path / "nothing-here")]) == 2
+    assert "no result records" in capsys.readouterr().err
+
+
+def test_views_show_teacher_costs_and_claim_verdicts(release, tmp_path):
+    from leaderboard.views import build
+
+    claims = tmp_path / "paper.yaml"
+    claims.write_text("claims: [{id: kd-beats-ce, a: kd, b: ce, metric: accuracy, direction: higher, sets: [clean], n_resamples: 200}]")
+    build(release, tmp_path / "views", n_resamples=100, claims_files=[claims])
+    md = (tmp_path / "views" / "LEADERBOARD.md").read_text()
+    # the fixture's teachers report accuracy 0.50, 0.51, 0.52 over seeds 0-2 and 1000-1002 examples/s
+    assert "| unit | toy | ce | 3 | 51.0 | 51.00 | 51.0 | 1,001 | 1.00× |" in md
+    assert "## Claims: paper.yaml" in md and "| kd-beats-ce | kd higher than ce | accuracy (raw, each) | **holds** |" in md
+    page = (tmp_path / "views" / "index.html").read_text()
+    assert "<h2>Teachers</h2>" in page and "<td>holds</td>" in page
