@@ -4,7 +4,8 @@ Layout of ``releases/<version>/``::
 
     index.json                           the commit point: entry stem -> sha256 of its file
     entries/<stem>-<sha12>.json          one entry per cell (leaderboard/entry.py)
-    predictions/<stem>-<sha12>.npz       its per-example predictions, packed (entry.pack_predictions)
+    predictions/<suite>__<task>-<sha12>.npz   per-example predictions, packed (entry.pack_predictions);
+                                         cells with identical predictions share one file
     .lock                                the writers' lock (not part of the release)
 
 Files are content-addressed (``sha12``: the first 12 hex digits of the file's
@@ -144,11 +145,13 @@ class Release:
             write_bytes_atomic(self.entry_path(stem, sha), text)
             index["entries"][stem] = sha
             _write_index(self.index_path, index)  # the commit
-            keep = {self.entry_path(stem, sha), self.path / entry["predictions"]["file"]}
-            for folder in ("entries", "predictions"):
-                for old in (self.path / folder).glob(f"{stem}-*"):
-                    if old not in keep:
-                        old.unlink()
+            for old in (self.path / "entries").glob(f"{stem}-*"):
+                if old != self.entry_path(stem, sha):
+                    old.unlink()
+            if previous is not None and previous["predictions"]["file"] != entry["predictions"]["file"]:
+                others = {self._load(s, h)["predictions"]["file"] for s, h in index["entries"].items() if s != stem}
+                if previous["predictions"]["file"] not in others:  # shared files stay while an entry names them
+                    (self.path / previous["predictions"]["file"]).unlink(missing_ok=True)
         return status
 
     def _load(self, stem: str, sha256: str) -> dict[str, Any]:

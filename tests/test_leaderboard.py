@@ -7,6 +7,7 @@ so they have the real layout; every number checked here is recomputed independen
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -138,22 +139,22 @@ def test_entry_scores_are_recomputed_from_the_stored_float16_predictions(records
     clean = p16["clean/probs"].astype(np.float64)
     assert p16["clean/probs"].dtype == np.float16
     raw, ts = _values(entry, "clean", "raw"), _values(entry, "clean", "ts")
-    assert raw["accuracy"] == round(float(np.mean(clean.argmax(1) == LABELS)), 6)
-    assert raw["ece/uniform/15/l1"] == round(metrics.ece(clean / clean.sum(1, keepdims=True), LABELS), 6)
+    assert raw["accuracy"] == round(float(np.mean(clean.argmax(1) == LABELS)), entry_format.DECIMALS)
+    assert raw["ece/uniform/15/l1"] == round(metrics.ece(clean / clean.sum(1, keepdims=True), LABELS), entry_format.DECIMALS)
     tempered = softmax(np.log(clean) / entry["temperature"], axis=1)
     assert entry["temperature"] == 1.5
-    assert ts["nll"] == pytest.approx(-np.mean(np.log(tempered[np.arange(N_CLEAN), LABELS])), abs=1e-6)
+    assert ts["nll"] == pytest.approx(-np.mean(np.log(tempered[np.arange(N_CLEAN), LABELS])), abs=10**-entry_format.DECIMALS)
     assert ts["accuracy"] == raw["accuracy"]  # temperature never changes the argmax
     tail = _values(entry, "tail@v1/1", "raw")
     assert entry["sets"]["tail@v1/1"]["n"] == len(TAIL_ROWS)
-    assert tail["accuracy"] == round(float(np.mean(clean[TAIL_ROWS].argmax(1) == LABELS[TAIL_ROWS])), 6)
+    assert tail["accuracy"] == round(float(np.mean(clean[TAIL_ROWS].argmax(1) == LABELS[TAIL_ROWS])), entry_format.DECIMALS)
     pooled = np.concatenate([p16[f"shift/typo@v1/{s}/probs"] for s in (1, 2)]).astype(np.float64)
     assert entry["sets"]["pool/corruption"]["n"] == 2 * N_SHIFT
-    assert _values(entry, "pool/corruption", "raw")["accuracy"] == round(float(np.mean(pooled.argmax(1) == np.tile(SHIFT_LABELS, 2))), 6)
+    assert _values(entry, "pool/corruption", "raw")["accuracy"] == round(float(np.mean(pooled.argmax(1) == np.tile(SHIFT_LABELS, 2))), entry_format.DECIMALS)
     oos = p16["shift/unknown-intents@v1/1/probs"].astype(np.float64)
     confidence = np.concatenate([clean / clean.sum(1, keepdims=True), oos / oos.sum(1, keepdims=True)]).max(1)
     auroc = roc_auc_score(np.r_[np.ones(N_CLEAN), np.zeros(N_OOS)], confidence)
-    assert _values(entry, "unknown-intents@v1/1", "raw")["ood_auroc/msp"] == pytest.approx(auroc, abs=1e-6)
+    assert _values(entry, "unknown-intents@v1/1", "raw")["ood_auroc/msp"] == pytest.approx(auroc, abs=10**-entry_format.DECIMALS)
     assert entry["training"] == {"best_epoch": 3, "epochs_run": 5, "selection_rule": "best-val-accuracy"}
     packed = entry_format.pack_predictions(entry_format.read_predictions(npz))
     assert entry["predictions"]["sha256"] == hashlib.sha256(packed).hexdigest()
@@ -442,7 +443,7 @@ def test_statistics_over_seeds_and_the_paired_comparison_with_kd(release):
     assert ce.mean == pytest.approx(np.mean(per_seed)) and ce.std == pytest.approx(np.std(per_seed, ddof=1))
     assert ce.low <= ce.mean <= ce.high
     kd = got[("kd", "clean", "raw", "accuracy")]
-    assert ce.delta == pytest.approx(ce.mean - kd.mean, abs=1e-6) and ce.delta < 0
+    assert ce.delta == pytest.approx(ce.mean - kd.mean, abs=2 * 10**-entry_format.DECIMALS) and ce.delta < 0
     assert ce.p_value < 0.05 and ce.rank == 3  # clearly worse than kd and cud (which tie)
     cud = got[("cud", "clean", "raw", "accuracy")]
     assert cud.delta == 0 and cud.p_value == 1.0 and cud.rank is None  # same predictions as kd
@@ -473,8 +474,8 @@ def test_build_renders_every_view_and_rebuilds_byte_for_byte(release, tmp_path):
     views.build(release, tmp_path / "b", n_resamples=40)
     names = sorted(str(p.relative_to(tmp_path / "a")) for p in first)
     assert names == [
-        "LEADERBOARD.md", "figures/unit__toy__cross-fit__mlp-l3__corruption-severity.svg",
-        "figures/unit__toy__cross-fit__mlp-l3__reliability.svg", "index.html", "leaderboard.csv",
+        "LEADERBOARD.md", "figures/unit__toy__cross-fit__mlp-l3__corruption-severity.png",
+        "figures/unit__toy__cross-fit__mlp-l3__reliability.png", "index.html", "leaderboard-all.csv.gz", "leaderboard.csv",
     ]
     assert _snapshot(tmp_path / "a") == _snapshot(tmp_path / "b")
     md = (tmp_path / "a" / "LEADERBOARD.md").read_text()
@@ -483,6 +484,9 @@ def test_build_renders_every_view_and_rebuilds_byte_for_byte(release, tmp_path):
     rows = (tmp_path / "a" / "leaderboard.csv").read_text().splitlines()
     assert rows[0].startswith("suite,task,protocol,student,method,set,variant,metric")
     assert any(r.startswith("unit,toy,cross-fit,mlp-l3,ce,clean,raw,accuracy,3,0;1;2,") for r in rows)
+    assert {r.split(",")[5] for r in rows[1:]} == {"clean", "pool/corruption"}
+    every = gzip.decompress((tmp_path / "a" / "leaderboard-all.csv.gz").read_bytes()).decode().splitlines()
+    assert set(rows) < set(every) and any(",typo@v1/2,ts,ece/uniform/15/l1," in r for r in every)
     (tmp_path / "a" / "figures" / "stale.svg").write_text("<svg/>")
     views.build(release, tmp_path / "a", n_resamples=40)
     assert not (tmp_path / "a" / "figures" / "stale.svg").exists()
@@ -518,7 +522,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (installed by the project's set-up)")
 def test_the_html_page_has_its_table_and_figures_in_headless_chromium(release, tmp_path):
     files = views.build(release, tmp_path / "site", n_resamples=30)
-    figures = [f for f in files if f.suffix == ".svg"]
+    figures = [f for f in files if f.suffix == ".png"]
     page = (tmp_path / "site" / "index.html").as_uri()
     column = 6 + views.MAIN_METRICS.index("accuracy")  # clean accuracy
     dom = subprocess.run(
