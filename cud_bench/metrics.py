@@ -441,19 +441,23 @@ def paired_bootstrap(
     ``probs_a`` and ``probs_b`` are (n, C), or (n_seeds, n, C) with seed i of A
     paired with seed i of B. Each resample draws seeds and examples (or ``groups``
     of examples, as in :func:`bootstrap_interval`) with replacement, the same
-    draws for both methods. The p-value inverts the percentile interval:
-    2 * min(P*(d <= 0), P*(d >= 0)) with add-one smoothing, capped at 1, so
-    p < 1 - level about when the interval excludes 0.
+    draws for both methods. The p-value inverts the percentile interval
+    (:func:`difference_interval`), so p < 1 - level about when the interval excludes 0.
     """
     a, b = _per_seed(probs_a, labels), _per_seed(probs_b, labels)
     if len(a) != len(b):
         raise ValueError(f"methods A and B must have the same number of seeds, got {len(a)} and {len(b)}")
     estimates, replicates = _replicates(spec, [a, b], seed, n_resamples, groups)
-    differences = replicates[:, 0] - replicates[:, 1]
+    low, high, p_value = difference_interval(replicates[:, 0] - replicates[:, 1], level)
+    return PairedDifference(spec, float(estimates[0] - estimates[1]), low, high, p_value, level)
+
+
+def difference_interval(differences: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Percentile interval of bootstrap replicates of a difference, and the two-sided p-value
+    that inverts it: 2 * min(P*(d <= 0), P*(d >= 0)) with add-one smoothing, capped at 1."""
     low, high = _percentiles(differences, level)
     tail = min(np.count_nonzero(differences <= 0), np.count_nonzero(differences >= 0))
-    p_value = min(1.0, 2 * (tail + 1) / (n_resamples + 1))
-    return PairedDifference(spec, float(estimates[0] - estimates[1]), low, high, p_value, level)
+    return low, high, min(1.0, 2 * (tail + 1) / (len(differences) + 1))
 
 
 def bootstrap_replicates(

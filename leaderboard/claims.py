@@ -39,7 +39,7 @@ import yaml
 from scipy.stats import binomtest
 
 from cud_bench.errors import CudBenchError
-from cud_bench.metrics import bootstrap_replicates
+from cud_bench.metrics import bootstrap_replicates, difference_interval
 from cud_bench.records import read_record
 from cud_bench.specs import MetricSpec, content_hash
 from leaderboard import entry as entry_format
@@ -360,10 +360,7 @@ def _decide(claim: ClaimSpec, units: list[Unit]) -> Verdict:
         if floor >= 1 - claim.level:
             note += f"; with {len(seeds)} seeds a sign test cannot reach p < {1 - claim.level:.2g} (its smallest p is {floor:.2g})"
         return dataclasses.replace(base, status=status, p_value=float(p), note=note)
-    d = a - b
-    low, high = (float(q) for q in np.quantile(d, [(1 - claim.level) / 2, (1 + claim.level) / 2]))
-    tail = min(np.count_nonzero(d <= 0), np.count_nonzero(d >= 0))
-    p = min(1.0, 2 * (tail + 1) / (len(d) + 1))
+    low, high, p = difference_interval(a - b, claim.level)
     claimed = high < 0 if claim.direction == "lower" else low > 0
     opposite = low > 0 if claim.direction == "lower" else high < 0
     status = "holds" if claimed else "fails" if opposite else "inconclusive"

@@ -153,7 +153,8 @@ def test_no_shift_opens_a_network_connection(private_cache, monkeypatch, sample)
                          (socket, "getaddrinfo"), (nltk, "download")):  # fmt: skip
         monkeypatch.setattr(target, attr, refuse)
     ids, texts = sample
-    wordnet.cache_clear()  # the WordNet reader is built again, in the private cache
+    wordnet.cache_clear()  # the WordNet reader is built again, in the private cache,
+    synonyms.cache_clear()  # even when earlier tests in this process looked these words up
     neighbour_table.cache_clear()
     try:
         for name in CORRUPTIONS:
