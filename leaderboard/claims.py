@@ -244,7 +244,7 @@ def _check(claim: ClaimSpec, grouped: dict, results: Results) -> Verdict:
     if claim.robust is None:
         return _verdict(claim, _units(claim, claim.a, grouped, results))
     methods = sorted({m for per_method in grouped.values() for m in per_method if fnmatch.fnmatchcase(m, claim.a.method)})
-    settings = [dataclasses.replace(_verdict(claim, _units(claim, Side(m, claim.a.role), grouped, results)), label=m) for m in methods]
+    settings = [dataclasses.replace(_verdict(claim, _units(claim, dataclasses.replace(claim.a, method=m), grouped, results)), label=m) for m in methods]
     base = Verdict(claim.id, "inconclusive", claim.required, n_units=len(settings), units=tuple(settings))
     if not settings:
         return dataclasses.replace(base, note=f"no method matches {claim.a.method!r}")
