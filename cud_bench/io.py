@@ -9,14 +9,21 @@ the old file or the new one.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import platformdirs
+
+from cud_bench.errors import CudBenchError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def cache_dir() -> Path:
@@ -79,3 +86,133 @@ def atomic_dir(path: Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- content hashes: every cache entry carries one, written with it and checked when read --------
+MANIFEST = "sha256.json"  # a cached folder's {relative path: sha256}, written last
+
+
+class CacheMismatch(CudBenchError):
+    """A cache entry's content does not match the hash written with it (edited, truncated, flipped)."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read now (no memo: a re-check must see an edit)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file; memoised per (path, size, mtime), for pinned inputs checked often."""
+    st = os.stat(path)
+    return _memo_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _memo_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def folder_hashes(root: Path, manifest: str = MANIFEST) -> dict[str, str]:
+    """{relative path: sha256} of every file under ``root`` except the manifest itself."""
+    root = Path(root)
+    return {
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != manifest
+    }
+
+
+def write_manifest(root: Path, manifest: str = MANIFEST) -> None:
+    """Record the hash of every file under ``root``; written last, it also marks the folder complete."""
+    write_json_atomic(Path(root) / manifest, folder_hashes(root, manifest))
+
+
+def manifest_problems(root: Path, manifest: str = MANIFEST) -> list[str]:
+    """What is wrong with a cached folder against its manifest (empty: it is intact)."""
+    root = Path(root)
+    try:
+        recorded = json.loads((root / manifest).read_text())
+    except FileNotFoundError:
+        return [f"{manifest} is missing (incomplete, or written before checksums)"]
+    except (OSError, ValueError) as exc:
+        return [f"{manifest} is unreadable ({exc})"]
+    if not isinstance(recorded, dict):
+        return [f"{manifest} is not a mapping of file hashes"]
+    actual = folder_hashes(root, manifest)
+    problems = [f"{name} is missing" for name in sorted(set(recorded) - set(actual))]
+    problems += [f"{name} is not in {manifest}" for name in sorted(set(actual) - set(recorded))]
+    problems += [
+        f"{name} has sha256 {actual[name][:12]}..., {recorded[name][:12]}... was written with it"
+        for name in sorted(set(actual) & set(recorded))
+        if actual[name] != recorded[name]
+    ]
+    return problems
+
+
+def _json_digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def write_json_checked(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` with the sha256 of its canonical JSON, in one atomic file."""
+    write_json_atomic(path, {"content_sha256": _json_digest(obj), "content": obj})
+
+
+def read_json_checked(path: str | os.PathLike) -> Any:
+    """The content written by :func:`write_json_checked`; :class:`CacheMismatch` if it fails its hash."""
+    try:
+        stored = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CacheMismatch(f"cache file {path} is unreadable ({exc})") from None
+    if not (isinstance(stored, dict) and set(stored) == {"content_sha256", "content"}):
+        raise CacheMismatch(f"cache file {path} carries no content hash (written by an older version)")
+    if _json_digest(stored["content"]) != stored["content_sha256"]:
+        raise CacheMismatch(f"cache file {path} does not match the sha256 written with it")
+    return stored["content"]
+
+
+_NPZ_HASH = "__content_sha256__"
+
+
+def _arrays_digest(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        digest.update(a.tobytes())
+    return np.frombuffer(digest.digest(), np.uint8)
+
+
+def write_npz_checked(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Save ``arrays`` with the sha256 of their names, dtypes, shapes and bytes, in one atomic file."""
+    if _NPZ_HASH in arrays:
+        raise ValueError(f"{_NPZ_HASH} is reserved")
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays, **{_NPZ_HASH: _arrays_digest(arrays)})
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_npz_checked(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays written by :func:`write_npz_checked`; :class:`CacheMismatch` if they fail their hash."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # truncated zip, bad CRC, bad header: all mean "not this content"
+        raise CacheMismatch(f"cache file {path} is unreadable ({type(exc).__name__}: {exc})") from None
+    stored = arrays.pop(_NPZ_HASH, None)
+    if stored is None:
+        raise CacheMismatch(f"cache file {path} carries no content hash (written by an older version)")
+    if stored.tobytes() != _arrays_digest(arrays).tobytes():
+        raise CacheMismatch(f"cache file {path} does not match the sha256 written with it")
+    return arrays

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cud_bench import calibration
-from cud_bench.io import atomic_path, cache_dir, write_json_atomic
+from cud_bench.io import MANIFEST, atomic_path, cache_dir, manifest_problems, write_json_atomic, write_manifest
 from cud_bench.models.architectures import Architecture
 from cud_bench.recipes import Component, component
 from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit
@@ -48,8 +48,10 @@ class TeacherStore:
     """Trains each distinct teacher once and keeps it on disk: weights, logits and training card.
 
     The key is (task spec, subset, recipe spec, architecture spec, seed, fold,
-    number of folds). A teacher's directory is complete when its ``card.json``
-    exists (written last); an incomplete or unreadable one is retrained.
+    number of folds). A teacher's directory is complete when its ``sha256.json``
+    (the hash of every file, written last) exists; a directory whose files do
+    not match it (a flipped byte, an edit, a torn write) is named in the log
+    and retrained, once per run.
     """
 
     def __init__(self, arch: Architecture, n_folds: int, inputs: Inputs, root: Path | None = None) -> None:
@@ -57,6 +59,7 @@ class TeacherStore:
         self.root = root or cache_dir() / "teachers"
         self.trained: collections.Counter[str] = collections.Counter()
         self.reused: collections.Counter[str] = collections.Counter()
+        self.rebuilt: list[str] = []  # cache entries that failed their check and were retrained
         self._memo: dict[str, Trained] = {}
         self._shift_memo: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -142,16 +145,23 @@ class TeacherStore:
         else:
             logits["heldout"] = predict_logits(self.arch, model, self.inputs(self.arch, tuple(data.train.texts[i] for i in held)))
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / MANIFEST).unlink(missing_ok=True)  # incomplete until the new one is written
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         with atomic_path(folder / "model.safetensors") as tmp:
             save_file(state, str(tmp))
         with atomic_path(folder / "logits.npz") as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **logits)
-        write_json_atomic(folder / "card.json", card)  # last: marks the teacher complete
+        write_json_atomic(folder / "card.json", card)
+        write_manifest(folder)  # last: marks the teacher complete
         return model, logits, card
 
     def _load(self, folder: Path, data: TaskData) -> tuple | None:
-        if not (folder / "card.json").exists():
+        if not folder.is_dir():
+            return None
+        problems = manifest_problems(folder)
+        if problems:
+            log.warning("teacher cache %s fails its check (%s); retraining it", folder, "; ".join(problems))
+            self.rebuilt.append(str(folder))
             return None
         try:
             card = json.loads((folder / "card.json").read_text())
@@ -161,6 +171,6 @@ class TeacherStore:
             model.load_state_dict(load_file(str(folder / "model.safetensors")))
         except Exception as exc:  # a damaged cache entry is rebuilt, never trusted
             log.warning("teacher cache %s is unreadable (%s); retraining it", folder, exc)
-            (folder / "card.json").unlink(missing_ok=True)
+            self.rebuilt.append(str(folder))
             return None
         return model, logits, card

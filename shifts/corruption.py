@@ -26,15 +26,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
+import logging
 import random
 import struct
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cud_bench.data.tasks import get_task, task_cache_path
-from cud_bench.io import cache_dir, write_json_atomic
+from cud_bench.io import CacheMismatch, cache_dir, read_json_checked, write_json_checked
 from shifts.base import EVERY_TASK, Shift, ShiftedSet, ShiftSpec
 from shifts.selection import capped, task_rows
+
+log = logging.getLogger(__name__)
 
 CAP = 30  # test examples per task and corruption: bounds the encoding cost of 10 corruptions x 5 severities
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -170,9 +173,8 @@ class Corruption(Shift):
             cache_dir() / "shifts" / "corruption" / f"{self.spec.name}-v{self.spec.version}-{self.spec.spec_hash()}"
             / task_cache_path(task_spec).name / f"severity{severity}-seed{seed}.json"
         )  # fmt: skip
-        if path.is_file():
-            stored = json.loads(path.read_text(encoding="utf-8"))
-        else:
+        stored = _read_cached_set(path)
+        if stored is None:
             rows = capped(task_rows(task, ("test",)), self.spec.max_examples)
             ids = rows["id"].tolist()
             stored = {
@@ -180,7 +182,7 @@ class Corruption(Shift):
                 "texts": self.corrupt(ids, rows["text"].tolist(), severity, seed),
                 "labels": rows["label"].tolist(),
             }
-            write_json_atomic(path, stored)
+            write_json_checked(path, stored)
         return ShiftedSet(
             shift=self.spec.id,
             task=task_spec.id,
@@ -203,3 +205,14 @@ class Corruption(Shift):
             augmenter.sample = self._sampler  # every random draw nlpaug makes goes through sample()
             self._augmenters[severity] = augmenter
         return self._augmenters[severity]
+
+
+def _read_cached_set(path: Path) -> dict[str, Any] | None:
+    """A cached corrupted set, or None (absent, or failing its hash: named in the log, then rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        return read_json_checked(path)
+    except CacheMismatch as exc:
+        log.warning("%s; rebuilding it", exc)
+        return None

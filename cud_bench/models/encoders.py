@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import logging
+import shutil
+import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -22,13 +26,13 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 from transformers.utils import logging as hf_logging
 
 from cud_bench.data.sources import Source
-from cud_bench.io import atomic_dir
 from cud_bench.errors import DataError
-from cud_bench.io import cache_dir
+from cud_bench.io import atomic_dir, cache_dir, manifest_problems, write_manifest
 from cud_bench.registry import Registry
 from cud_bench.specs import Spec
 
 POOLINGS = ("mean",)
+log = logging.getLogger(__name__)
 Build = Callable[[], Path]  # returns the encoder's local Hugging Face folder, creating it once
 
 
@@ -93,7 +97,13 @@ def load_encoder(
     checkpoint: a missing one would be silently random, so it is a DataError.
     """
     folder = encoders.get(name).build()
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception as exc:  # a truncated tokenizer.json would otherwise surface as a JSONDecodeError
+        raise DataError(
+            f"encoder {name!r}: the tokenizer in {folder} cannot be read ({type(exc).__name__}: {exc}); "
+            "delete that folder to rebuild it"
+        ) from exc
     with _quiet_transformers():  # the unused pooler weights would be reported as a warning
         model, info = AutoModel.from_pretrained(
             folder, local_files_only=True, add_pooling_layer=False, output_loading_info=True
@@ -113,20 +123,39 @@ def model_dir(spec: EncoderSpec) -> Path:
 
 
 def build_once(folder: Path, fill: Callable[[Path], None]) -> Path:
-    """Return ``folder``, first creating it with ``fill(tmp)`` if it does not exist.
+    """Return ``folder``, first creating it with ``fill(tmp)`` if it does not exist or fails its check.
 
-    ``fill`` writes into a temporary folder that is renamed to ``folder`` only when
-    it returns, so a folder that exists is complete; a lock keeps two processes
-    from doing the same work at once.
+    ``fill`` writes into a temporary folder that gets a ``sha256.json`` of every
+    file and is renamed to ``folder`` only when it returns, so a folder that
+    exists is complete; a lock keeps two processes from doing the same work at
+    once. An existing folder is checked against its hashes once per process; one
+    that fails (an edited tokenizer, a truncated file) is named in the log, moved
+    aside and rebuilt once.
     """
-    if folder.is_dir():
+    if _intact(folder):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{folder}.lock"):
-        if not folder.is_dir():
+        _intact.cache_clear()
+        if not _intact(folder):
+            if folder.exists():
+                log.warning("model cache %s fails its check (%s); rebuilding it", folder, "; ".join(manifest_problems(folder)))
+                aside = folder.with_name(f".{folder.name}.corrupt-{time.time_ns()}")
+                folder.rename(aside)
+                shutil.rmtree(aside, ignore_errors=True)
             with atomic_dir(folder) as tmp:
                 fill(tmp)
+                write_manifest(tmp)
+            _intact.cache_clear()
+            if not _intact(folder):
+                raise DataError(f"model cache {folder} fails its check right after being rebuilt: {manifest_problems(folder)}")
     return folder
+
+
+@functools.cache
+def _intact(folder: Path) -> bool:
+    """The folder exists and matches its hashes (memoised: hashed once per process)."""
+    return folder.is_dir() and not manifest_problems(folder)
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from cud_bench.errors import CudBenchError
 from cud_bench.io import atomic_path, cache_dir
 from cud_bench.models.encoders import encoders, load_encoder
 
@@ -74,6 +75,7 @@ def encode(
                 vectors = embed(
                     tokenizer, model, [text_of[k] for k in chunk], max_length=max_length, batch_size=batch_size
                 )
+                _check_finite(vectors, [text_of[k] for k in chunk], spec.id, store.folder)
                 store.put(chunk, vectors)
                 found.update(zip(chunk, vectors))
                 bar.update(len(chunk))
@@ -146,7 +148,8 @@ class FeatureStore:
     Shards are indexed by their keys when first seen and their vectors are read
     on first use; the folder is listed again on every lookup, so shards written
     by other processes are found. A shard that cannot be read (truncated,
-    failing its zip CRC, wrong shapes) is skipped with a warning and renamed to
+    failing its zip CRC (the content checksum written with it), wrong shapes, a
+    NaN) is skipped with a warning and renamed to
     ``*.corrupt``: its texts are simply encoded again.
     """
 
@@ -172,10 +175,12 @@ class FeatureStore:
         return found
 
     def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        """Store one new shard; ``vectors`` is (len(keys), dim)."""
+        """Store one new shard; ``vectors`` is (len(keys), dim), finite (a NaN is never cached)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(keys), self.dim):
             raise ValueError(f"expected vectors of shape {(len(keys), self.dim)}, got {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise CudBenchError(f"refusing to write non-finite feature vectors to the feature cache {self.folder}")
         path = self.folder / f"{time.time_ns():016x}-{os.getpid()}-{secrets.token_hex(4)}.npz"
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, keys=np.frombuffer(b"".join(keys), np.uint8).reshape(-1, KEY_BYTES), vectors=vectors)
@@ -236,6 +241,8 @@ def _read_shard(path: Path, member: str, dim: int) -> np.ndarray:
         raise _BadShard(f"keys have dtype {keys.dtype} and shape {keys.shape}")
     if member == "vectors" and (array.dtype != np.float32 or array.shape != (len(keys), dim)):
         raise _BadShard(f"vectors have dtype {array.dtype} and shape {array.shape}, expected ({len(keys)}, {dim})")
+    if member == "vectors" and not np.isfinite(array).all():
+        raise _BadShard("vectors contain NaN or infinite values")
     return array
 
 
@@ -249,6 +256,16 @@ def _store(folder: Path, dim: int) -> FeatureStore:
 def _loaded(encoder_name: str) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """One loaded model per encoder and process, loaded only when a text needs encoding."""
     return load_encoder(encoder_name)
+
+
+def _check_finite(vectors: np.ndarray, texts: Sequence[str], encoder: str, folder: Path) -> None:
+    """A model that produced NaN once must not poison every later run: refuse before caching."""
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if len(bad):
+        raise CudBenchError(
+            f"encoder {encoder!r} produced NaN or infinite features for {len(bad)} of {len(texts)} texts "
+            f"(first: {texts[bad[0]][:60]!r}); nothing was written to the feature cache {folder}"
+        )
 
 
 def _check_texts(texts: Sequence[str]) -> None:
