@@ -132,6 +132,7 @@ def _add_run(commands: Subparsers) -> None:
         "2 on a 2-core machine roughly halves the training time. Reruns with the same N give the same numbers",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-recompute", action="store_true", help="stop (exit 2) if a stored record was made with other specs than the suite's now, instead of recomputing it")
     parser.set_defaults(func=_cmd_run)
 
 
@@ -140,7 +141,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cud_bench.suites import load_suite
 
     suite = load_suite(args.suite).restrict(tasks=args.tasks, methods=args.methods, seeds=args.seeds)
-    summary = run_suite(suite, args.out, progress=not args.no_progress, jobs=args.jobs)
+    summary = run_suite(suite, args.out, progress=not args.no_progress, jobs=args.jobs, recompute=not args.no_recompute)
     print(summary.report())
     return 0
 

@@ -3,7 +3,8 @@
 Documented field by field (``RECORD_FIELDS``) so that every stored number says
 what it means and which specs produced it. A record is written only when the
 whole cell is finished (atomically, predictions first), so a file that exists
-is complete: an interrupted run resumes by skipping cells whose record exists.
+is complete: an interrupted run resumes by skipping cells whose record exists
+and was made with the cell's current specs (:func:`stale_reason`).
 
 Record layout (``schema_version`` 1)::
 
@@ -103,7 +104,46 @@ def read_predictions(record_path: Path) -> dict[str, np.ndarray]:
         raise CudBenchError(f"cannot read predictions {pred}: {exc}") from None
 
 
-def is_done(out_dir: Path, key: CellKey) -> bool:
+# Suite fields that only choose which cells exist; every other suite field changes a cell's numbers.
+CELL_CHOOSING_SUITE_FIELDS = ("name", "tasks", "methods", "seeds", "protocols", "students", "description")
+CHECKED_SPECS = ("task", "method", "teacher_arch", "student_arch")
+
+
+def suite_settings(suite_spec: dict[str, Any]) -> str:
+    """The hash of a suite's settings that change a cell's numbers (caps, folds, shifts, teacher...)."""
+    from cud_bench.specs import content_hash
+
+    return content_hash({k: v for k, v in suite_spec.items() if k not in CELL_CHOOSING_SUITE_FIELDS})
+
+
+def stale_reason(out_dir: Path, key: CellKey, expected: dict[str, str]) -> str | None:
+    """Why the cell's stored record is not the cell's result now (None: it is).
+
+    ``expected`` maps ``suite`` (see :func:`suite_settings`) and each name of
+    :data:`CHECKED_SPECS` to the current spec hash; a record is done only when
+    it exists with its predictions, belongs to exactly this cell (a seed ``"0"``
+    is not the seed ``0``) and was made with those specs.
+    """
+    path = key.record_path(out_dir)
+    if not (path.exists() and path.with_suffix(".npz").exists()):
+        return "missing"
+    try:
+        record = read_record(path)
+        specs = record["specs"]
+        stored = {name: specs[name]["hash"] for name in CHECKED_SPECS}
+        stored["suite"] = suite_settings(specs["suite"]["spec"])
+    except (CudBenchError, KeyError, TypeError) as exc:
+        return f"unreadable ({exc})"
+    if record["cell"] != dataclasses.asdict(key):
+        return f"written for another cell {record['cell']}"
+    changed = sorted(name for name, h in expected.items() if stored.get(name) != h)
+    return f"{', '.join(changed)} spec changed" if changed else None
+
+
+def is_done(out_dir: Path, key: CellKey, expected: dict[str, str] | None = None) -> bool:
+    """The cell's record exists (and, given ``expected`` spec hashes, was made with them)."""
+    if expected is not None:
+        return stale_reason(out_dir, key, expected) is None
     path = key.record_path(out_dir)
     return path.exists() and path.with_suffix(".npz").exists()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import logging
 import multiprocessing
 import os
 import time
@@ -32,7 +33,7 @@ from cud_bench.data.tasks import get_task
 from cud_bench.errors import CudBenchError
 from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
-from cud_bench.records import CellKey, is_done, provenance, write_record
+from cud_bench.records import CellKey, is_done, provenance, stale_reason, suite_settings, write_record
 from cud_bench.recipes import TeacherOutputs
 from cud_bench.scoring import ECE, ShiftSets, corruption_summary, scores
 from cud_bench.suites import SuiteSpec, model_presets
@@ -41,12 +42,16 @@ from cud_bench.teachers import TeacherStore
 from cud_bench.train import predict_logits
 from shifts import get_shift
 
+log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass
 class RunSummary:
     out_dir: Path
+    records_dir: Path | None = None  # <out>/<suite>/records, named on the report's last line
     cells_total: int = 0
     cells_done_before: int = 0
+    cells_stale: list[str] = dataclasses.field(default_factory=list)  # "<stem>: <reason>", recomputed
     cells_written: int = 0
     teachers_trained: dict[str, int] = dataclasses.field(default_factory=dict)
     teachers_reused: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -59,10 +64,11 @@ class RunSummary:
             f"{r}: trained {self.teachers_trained.get(r, 0)}, reused from cache {self.teachers_reused.get(r, 0)}"
             for r in recipes
         )
+        stale = f", {len(self.cells_stale)} stale (recomputed)" if self.cells_stale else ""
         return (
-            f"cells: {self.cells_total} in suite, {self.cells_done_before} already done, {self.cells_written} written\n"
+            f"cells: {self.cells_total} in suite, {self.cells_done_before} already done{stale}, {self.cells_written} written\n"
             f"teachers (one per task, recipe, seed, fold): {teachers or 'none needed'}\n"
-            f"records: {self.out_dir}\nwall time: {self.wall_s:.1f} s"
+            f"wall time: {self.wall_s:.1f} s\nrecords: {self.records_dir}"
         )
 
 
@@ -78,8 +84,29 @@ def expand(suite: SuiteSpec) -> list[CellKey]:
     ]
 
 
+def expected_specs(suite: SuiteSpec, cell: CellKey) -> dict[str, str]:
+    """The spec hashes a done record of ``cell`` must carry (see :func:`cud_bench.records.stale_reason`)."""
+    return {
+        "suite": suite_settings(suite.to_dict()),
+        "task": get_task(cell.task).spec.spec_hash(),
+        "method": get_method(cell.method).spec_hash(),
+        "teacher_arch": _arch_hash(suite.teacher),
+        "student_arch": _arch_hash(cell.student),
+    }
+
+
+def _arch_hash(preset: str) -> str:
+    return model_presets.get(preset)().spec.spec_hash()
+
+
 def run_suite(
-    suite: SuiteSpec, out_dir: Path, *, progress: bool = True, teacher_cache: Path | None = None, jobs: int = 1
+    suite: SuiteSpec,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    teacher_cache: Path | None = None,
+    jobs: int = 1,
+    recompute: bool = True,
 ) -> RunSummary:
     """Run every missing cell of ``suite`` and write its record under ``out_dir/<suite>/records``.
 
@@ -99,8 +126,17 @@ def run_suite(
     for name in suite.tasks:
         get_task(name)
     cells = expand(suite)
-    summary = RunSummary(out_dir, cells_total=len(cells))
-    todo = [c for c in cells if not is_done(out_dir, c)]
+    summary = RunSummary(out_dir, records_dir=out_dir / suite.name / "records", cells_total=len(cells))
+    reasons = {c: stale_reason(out_dir, c, expected_specs(suite, c)) for c in cells}
+    todo = [c for c in cells if reasons[c] is not None]
+    summary.cells_stale = [f"{c.stem}: {reasons[c]}" for c in todo if reasons[c] != "missing"]
+    if summary.cells_stale and not recompute:
+        raise CudBenchError(
+            f"{len(summary.cells_stale)} record(s) in {summary.records_dir} were made with other specs than the "
+            "suite's now (rerun without --no-recompute to recompute them):\n  " + "\n  ".join(summary.cells_stale)
+        )
+    for line in summary.cells_stale:
+        log.warning("stale record, recomputing: %s", line)
     summary.cells_done_before = len(cells) - len(todo)
     by_task = {task: [c for c in todo if c.task == task] for task in dict.fromkeys(c.task for c in todo)}
     if jobs == 1 or len(by_task) < 2:
@@ -149,6 +185,7 @@ def _run_in_workers(
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # no forked torch or tokenizer threads
     todo = [c for cells in by_task.values() for c in cells]
+    started = time.time()
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_use_threads, initargs=(threads,)) as pool:
         pending = {pool.submit(_run_cells, suite, cells, out_dir, teacher_cache, False) for cells in by_task.values()}
         finished: list[concurrent.futures.Future] = []
@@ -160,8 +197,13 @@ def _run_in_workers(
                 if failed:
                     pool.shutdown(wait=False, cancel_futures=True)  # workers finish the task they are on
                     raise failed[0]
-                bar.update(sum(is_done(out_dir, c) for c in todo) - bar.n)
+                bar.update(sum(_written_since(out_dir, c, started) for c in todo) - bar.n)
     return [future.result() for future in finished]
+
+
+def _written_since(out_dir: Path, cell: CellKey, started: float) -> bool:
+    """The cell's record was (re)written by this run (a stale one from before does not count)."""
+    return is_done(out_dir, cell) and cell.record_path(out_dir).stat().st_mtime >= started - 1
 
 
 def _use_threads(threads: int) -> None:
