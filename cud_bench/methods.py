@@ -79,6 +79,11 @@ def get_method(name: str) -> MethodSpec:
         default = parts[owners[0]].params[param]
         changes.setdefault(owners[0], {})[param] = _parse_value(raw, default, name)
     replaced = {p: component(parts[p].kind, parts[p].name, **{**parts[p].params, **c}) for p, c in changes.items()}
+    for part, pinned in replaced.items():
+        try:
+            pinned.build()  # each factory checks its ranges: a bad value fails here, before any training
+        except (ValueError, TypeError) as exc:
+            raise CudBenchError(f"method variant {name!r}: {part} {pinned.label} is out of range: {exc}") from None
     return dataclasses.replace(spec, name=name, **replaced, description=f"{spec.description} (variant: {', '.join(overrides)})")
 
 

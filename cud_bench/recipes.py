@@ -101,11 +101,13 @@ _WCLIP, _KD = cud.WClipParams(), losses.KDParams()
 
 @teacher_recipes.register("label-smoothing")
 def label_smoothing_teacher(eps: float = _LS.eps) -> LossFn:
+    losses.LabelSmoothingParams(eps)  # range checks now, not after the teachers have trained
     return lambda logits, labels, targets: losses.label_smoothing_loss(logits, labels, eps=eps)
 
 
 @teacher_recipes.register("focal")
 def focal_teacher(gamma: float = _FOCAL.gamma, alpha: float = _FOCAL.alpha) -> LossFn:
+    losses.FocalParams(gamma, alpha)
     return lambda logits, labels, targets: losses.focal_loss(logits, labels, gamma=gamma, alpha=alpha)
 
 
@@ -147,6 +149,7 @@ def temperature_scaled_transform() -> Callable[[TeacherOutputs], TargetResult]:
 
 @target_transforms.register("wclip")
 def wclip_transform(eta: float = _WCLIP.eta, m: float = _WCLIP.m) -> Callable[[TeacherOutputs], TargetResult]:
+    cud.WClipParams(eta, m)
     def transform(t: TeacherOutputs) -> TargetResult:
         probs, changed = cud.wclip(_softmax(t.train_logits), t.train_labels, eta=eta, m=m, return_changed=True)
         return TargetResult(probs, rows_changed=float(changed.mean()))
@@ -157,6 +160,7 @@ def wclip_transform(eta: float = _WCLIP.eta, m: float = _WCLIP.m) -> Callable[[T
 # -- student recipes --------------------------------------------------------------------
 @student_recipes.register("kd")
 def kd_student(T: float = _KD.T, lam_kd: float = _KD.lam_kd, lam_ce: float = _KD.lam_ce) -> LossFn:
+    losses.KDParams(T, lam_kd, lam_ce)
     return lambda logits, labels, targets: losses.kd_loss(logits, targets, labels, T=T, lam_kd=lam_kd, lam_ce=lam_ce)
 
 

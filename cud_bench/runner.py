@@ -36,7 +36,7 @@ from cud_bench.models.architectures import Architecture
 from cud_bench.records import CellKey, is_done, provenance, stale_reason, suite_settings, write_record
 from cud_bench.recipes import TeacherOutputs
 from cud_bench.scoring import ECE, ShiftSets, corruption_summary, scores
-from cud_bench.suites import SuiteSpec, model_presets
+from cud_bench.suites import SuiteSpec, check_names, model_presets
 from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit, prepare_task
 from cud_bench.teachers import TeacherStore
 from cud_bench.train import predict_logits
@@ -121,10 +121,7 @@ def run_suite(
     out_dir = Path(out_dir)
     if jobs < 1:
         raise CudBenchError(f"jobs must be at least 1, got {jobs}")
-    for name in suite.methods:
-        get_method(name)  # unknown names fail before any work
-    for name in suite.tasks:
-        get_task(name)
+    check_names(suite)  # unknown names and out-of-range method variants fail before any work
     cells = expand(suite)
     summary = RunSummary(out_dir, records_dir=out_dir / suite.name / "records", cells_total=len(cells))
     reasons = {c: stale_reason(out_dir, c, expected_specs(suite, c)) for c in cells}

@@ -7,9 +7,12 @@ file with the same fields (read with ``yaml.safe_load`` and validated).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
+import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
@@ -19,6 +22,91 @@ from cud_bench.specs import Spec
 
 PROTOCOLS = ("in-sample", "cross-fit")
 ALL_METHODS = ("ce", "kd", "ls", "focal", "ts", "cud", "cud-dus", "cud-wclip")
+
+
+_context: list[str] = []  # the suite file being read, named in check_fields' errors
+
+
+# -- the suite schema: one check of every field's type, range and uniqueness ----------------
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a suite name is a folder under --out
+_NAME_LISTS = ("tasks", "methods", "protocols", "students", "shifts")
+_INT_LISTS = {"seeds": 0, "ensemble_seeds": 0}  # field -> smallest allowed value
+_CAPS = ("max_train", "max_test", "max_shift_examples")
+
+
+def check_fields(suite: SuiteSpec, where: str) -> None:
+    """Types, ranges, non-empty and duplicate-free lists, a path-safe name (no registry look-ups)."""
+
+    def fail(field: str, why: str) -> None:
+        raise CudBenchError(f"{where}: field {field!r} {why}")
+
+    if not isinstance(suite.name, str) or not SAFE_NAME.fullmatch(suite.name) or ".." in suite.name:
+        fail("name", f"must be a plain folder name (letters, digits, '.', '_', '-'; no '/' or '..'), got {suite.name!r}")
+    for field in (*_NAME_LISTS, *_INT_LISTS):
+        value = getattr(suite, field)
+        if not isinstance(value, tuple):
+            fail(field, f"must be a list, got {value!r} ({type(value).__name__})")
+        if not value and field != "shifts":
+            fail(field, "must not be empty")
+        for i, item in enumerate(value):
+            if field in _INT_LISTS:
+                if isinstance(item, bool) or not isinstance(item, int):
+                    fail(field, f"item {i} must be an integer, got {item!r} ({type(item).__name__})")
+                if item < _INT_LISTS[field]:
+                    fail(field, f"item {i} must be >= {_INT_LISTS[field]}, got {item}")
+            elif not isinstance(item, str) or not item:
+                fail(field, f"item {i} must be a name, got {item!r} ({type(item).__name__})")
+        duplicates = sorted({str(v) for v in value if value.count(v) > 1})
+        if duplicates:
+            fail(field, f"lists {', '.join(duplicates)} more than once")
+    bad = [p for p in suite.protocols if p not in PROTOCOLS]
+    if bad:
+        fail("protocols", f"has unknown target protocol {bad[0]!r}{_did_you_mean(bad[0], PROTOCOLS)}; known: {list(PROTOCOLS)}")
+    if not isinstance(suite.teacher, str) or not suite.teacher:
+        fail("teacher", f"must be a model preset name, got {suite.teacher!r}")
+    if isinstance(suite.n_folds, bool) or not isinstance(suite.n_folds, int) or suite.n_folds < 2:
+        fail("n_folds", f"must be an integer >= 2, got {suite.n_folds!r}")
+    for field in _CAPS:
+        value = getattr(suite, field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            fail(field, f"must be a positive integer or null (no cap), got {value!r}")
+    if not isinstance(suite.description, str):
+        fail("description", f"must be a string, got {suite.description!r}")
+
+
+def check_names(suite: SuiteSpec, where: str | None = None) -> None:
+    """Every task, method (variants included), model preset and shift the suite names exists."""
+    from cud_bench.data.tasks import get_task
+    from cud_bench.methods import get_method
+    from shifts import FAMILIES, shifts
+
+    where = where or f"suite {suite.name!r}"
+
+    def check(field: str, name: str, lookup: Callable[[str], Any]) -> None:
+        try:
+            lookup(name)
+        except CudBenchError as exc:
+            raise CudBenchError(f"{where}: field {field!r}: {exc}") from None
+
+    for name in suite.tasks:
+        check("tasks", name, get_task)
+    for name in suite.methods:
+        check("methods", name, get_method)
+    check("teacher", suite.teacher, model_presets.get)
+    for name in suite.students:
+        check("students", name, model_presets.get)
+    known_shifts = sorted({*FAMILIES, *shifts.names()})
+    for name in suite.shifts:
+        if name not in known_shifts:
+            raise CudBenchError(
+                f"{where}: field 'shifts': unknown shift or shift family {name!r}{_did_you_mean(name, known_shifts)} "
+                f"(families: {', '.join(FAMILIES)}; `cud-bench shifts` lists the shifts)"
+            )
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +138,7 @@ class SuiteSpec(Spec):
     description: str = dataclasses.field(default="", metadata={"hash": False})
 
     def __post_init__(self) -> None:
-        for field in ("tasks", "methods", "seeds", "protocols", "students"):
-            if not getattr(self, field):
-                raise CudBenchError(f"suite {self.name!r}: {field} must not be empty")
-        bad = sorted(set(self.protocols) - set(PROTOCOLS))
-        if bad:
-            raise CudBenchError(f"suite {self.name!r}: unknown target protocol {bad}; known: {list(PROTOCOLS)}")
-        if self.n_folds < 2:
-            raise CudBenchError(f"suite {self.name!r}: n_folds must be at least 2")
+        check_fields(self, _context[-1] if _context else f"suite {self.name!r}")
 
     def restrict(self, *, tasks=None, methods=None, seeds=None) -> "SuiteSpec":
         """The same suite on a subset of its tasks, methods or seeds (CLI filters)."""
@@ -150,10 +231,26 @@ def load_suite(name_or_path: str) -> SuiteSpec:
         raise CudBenchError(f"suite file {path}: unknown field(s) {unknown}; known: {sorted(fields)}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
     values.setdefault("name", path.stem)
+    missing = sorted(f.name for f in fields.values() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values)
+    if missing:
+        raise CudBenchError(f"suite file {path}: missing field(s) {missing}")
     try:
-        return SuiteSpec(**values)
+        with _where(f"suite file {path}"):
+            suite = SuiteSpec(**values)
     except TypeError as exc:
         raise CudBenchError(f"suite file {path}: {exc}") from None
+    check_names(suite, f"suite file {path}")
+    return suite
+
+
+@contextlib.contextmanager
+def _where(where: str) -> Iterator[None]:
+    """Name the file in the errors :func:`check_fields` raises while a suite file is read."""
+    _context.append(where)
+    try:
+        yield
+    finally:
+        _context.pop()
 
 
 # -- model presets: the architectures a suite names as its teacher and students ----------
