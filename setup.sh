@@ -15,6 +15,9 @@ need_apt=()
 [ -e /usr/share/wordnet/index.sense ] || need_apt+=(wordnet-sense-index)
 # Headless Chromium for the test that opens the leaderboard's HTML page.
 command -v chromium >/dev/null || need_apt+=(chromium)
+# unshare and ip for tests/netns.sh: CI runs the tests in a loopback-only network namespace.
+command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "setup: installing ${need_apt[*]} (apt)"
