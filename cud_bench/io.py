@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import platformdirs
 
-from cud_bench.errors import CudBenchError
+from cud_bench.errors import CudBenchError, DataError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,6 +86,21 @@ def atomic_dir(path: Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def contained_path(dest: Path, member: str) -> Path:
+    """``dest / member`` for an archive member name, refused if it could land outside ``dest``.
+
+    Why: a sha-pinned archive is trusted, but a converted or user-supplied one is
+    not; a member named ``../x`` or ``/etc/x`` must never be written.
+    """
+    parts = member.replace("\\", "/").split("/")
+    if not member or member.startswith("/") or ".." in parts or (len(parts[0]) == 2 and parts[0][1] == ":"):
+        raise DataError(f"archive member {member!r} would be written outside {dest}; refusing to extract it")
+    target = Path(dest) / member
+    if not target.resolve().is_relative_to(Path(dest).resolve()):
+        raise DataError(f"archive member {member!r} would be written outside {dest}; refusing to extract it")
+    return target
 
 
 # -- content hashes: every cache entry carries one, written with it and checked when read --------

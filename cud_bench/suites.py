@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import yaml
 
 from cud_bench.errors import CudBenchError
-from cud_bench.registry import Registry
+from cud_bench.registry import Registry, did_you_mean
 from cud_bench.specs import Spec
 
 PROTOCOLS = ("in-sample", "cross-fit")
@@ -61,7 +60,7 @@ def check_fields(suite: SuiteSpec, where: str) -> None:
             fail(field, f"lists {', '.join(duplicates)} more than once")
     bad = [p for p in suite.protocols if p not in PROTOCOLS]
     if bad:
-        fail("protocols", f"has unknown target protocol {bad[0]!r}{_did_you_mean(bad[0], PROTOCOLS)}; known: {list(PROTOCOLS)}")
+        fail("protocols", f"has unknown target protocol {bad[0]!r}{did_you_mean(bad[0], PROTOCOLS)}; known: {list(PROTOCOLS)}")
     if not isinstance(suite.teacher, str) or not suite.teacher:
         fail("teacher", f"must be a model preset name, got {suite.teacher!r}")
     if isinstance(suite.n_folds, bool) or not isinstance(suite.n_folds, int) or suite.n_folds < 2:
@@ -99,14 +98,9 @@ def check_names(suite: SuiteSpec, where: str | None = None) -> None:
     for name in suite.shifts:
         if name not in known_shifts:
             raise CudBenchError(
-                f"{where}: field 'shifts': unknown shift or shift family {name!r}{_did_you_mean(name, known_shifts)} "
+                f"{where}: field 'shifts': unknown shift or shift family {name!r}{did_you_mean(name, known_shifts)} "
                 f"(families: {', '.join(FAMILIES)}; `cud-bench shifts` lists the shifts)"
             )
-
-
-def _did_you_mean(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 @dataclasses.dataclass(frozen=True)

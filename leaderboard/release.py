@@ -86,13 +86,16 @@ def verify(release: Release) -> int:
         problems += [f"{where}: {p}" for p in found]
     problems += [f"{p}: named by no entry of {release.index_path}, so not part of the release; delete it" for p in release.unlisted()]
     if problems:
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise CudBenchError(
-            f"{len(problems)} stored score(s) in release {release.version} differ from their predictions:\n  "
-            + "\n  ".join(problems[:20])
-            + more
-        )
+        raise verification_error(release.version, problems)
     return checked
+
+
+def verification_error(version: str, problems: list[str]) -> CudBenchError:
+    """One error naming every problem, one per line: none is hidden behind "... and N more"."""
+    return CudBenchError(
+        f"{len(problems)} problem(s) in release {version}: stored scores that differ from their predictions, "
+        "or files outside the release:\n  " + "\n  ".join(problems)
+    )
 
 
 def _compare(entry: dict[str, Any], metrics: dict[str, list[str]], sets: dict[str, Any]) -> tuple[int, list[str]]:

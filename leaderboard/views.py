@@ -20,6 +20,7 @@ import dataclasses
 import gzip
 import html
 import io
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +29,7 @@ import numpy as np
 from cud_bench.errors import CudBenchError
 from cud_bench.io import write_bytes_atomic
 from cud_bench.metrics import reliability_bins
+from cud_bench.registry import did_you_mean
 from leaderboard import entry as entry_format
 from leaderboard import figures
 from leaderboard.entry import VARIANTS
@@ -225,7 +227,7 @@ def _teachers_markdown(entries: list[dict[str, Any]]) -> str:
         "| " + " | ".join(TEACHER_HEADER) + " |",
         "|" + "---|" * len(TEACHER_HEADER),
     ]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows] + [""]) + "\n"
+    return "\n".join(lines + ["| " + " | ".join(md_escape(c) for c in r) + " |" for r in rows] + [""]) + "\n"
 
 
 def _claims_markdown(release: Release, claims_files: Sequence[Path]) -> str:
@@ -256,15 +258,28 @@ def markdown(release: Release, stats: list[Stat], level: float = LEVEL) -> str:
     for section, rows in _sections(index):
         suite, protocol, student, variant = section
         header = ["task", "method"] + [f"{set_label(s)} {display(m).label}" for s in MAIN_SETS for m in MAIN_METRICS]
-        lines += [f"## {suite} · {protocol} targets · {student} student · {VARIANT_LABELS[variant]}", ""]
+        lines += [f"## {md_escape(suite)} · {md_escape(protocol)} targets · {md_escape(student)} student · {VARIANT_LABELS[variant]}", ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for board, method in rows:
             cells = [_md_cell(index.get((board, method, s, variant, m)), notes) for s in MAIN_SETS for m in MAIN_METRICS]
-            lines.append("| " + " | ".join([board.task, method, *cells]) + " |")
+            lines.append("| " + " | ".join([md_escape(board.task), md_escape(method), *cells]) + " |")
         lines.append("")
     if notes:
-        lines += ["## Notes", ""] + [f"{i}. {note}" for i, note in enumerate(notes, 1)] + [""]
+        lines += ["## Notes", ""] + [f"{i}. {md_escape(note)}" for i, note in enumerate(notes, 1)] + [""]
     return "\n".join(lines)
+
+
+def md_escape(text: Any) -> str:
+    """Text embedded in a Markdown view: a ``|`` cannot break its table row, a ``<`` cannot open HTML."""
+    return (
+        str(text).replace("\\", "\\\\").replace("|", "\\|").replace("&", "&amp;")
+        .replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    )  # fmt: skip
+
+
+def _md_unescape(text: str) -> str:
+    """The text :func:`md_escape` embedded (for the HTML view, which escapes it its own way)."""
+    return html.unescape(re.sub(r"\\([\\|])", r"\1", text))
 
 
 def _legend(level: float, details: str) -> str:
@@ -355,7 +370,8 @@ def _markdown_tables_html(text: str) -> str:
     for line in text.splitlines() + [""]:
         if line.startswith("|"):
             if not line.startswith("|---"):
-                table.append([c.strip().replace("**", "") for c in line.strip("|").split("|")])
+                cells = re.split(r"(?<!\\)\|", line.strip().removeprefix("|").removesuffix("|"))
+                table.append([_md_unescape(c.strip().replace("**", "")) for c in cells])
             continue
         if table:
             head, *rows = table
@@ -471,6 +487,12 @@ def show_table(
 ) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of a terminal table: mean ± std over seeds, clean and under shift, from stored scores."""
     metrics = list(metrics) or list(MAIN_METRICS)
+    present = sorted({e["cell"]["task"] for e in release.entries()})
+    for task in tasks:
+        if task not in present:
+            raise CudBenchError(
+                f"release {release.version} has no task {task!r}{did_you_mean(task, present)} (its tasks: {', '.join(present)})"
+            )
     entries = [e for e in release.entries() if not tasks or e["cell"]["task"] in tasks]
     known = sorted({m for e in entries for ids in e["metrics"].values() for m in ids})
     unknown = [m for m in metrics if m not in known]

@@ -179,3 +179,14 @@ def test_split_zip_wrong_piece_or_order_fails_the_checksum(toy_split):
     with pytest.raises(DataError, match="pinned"):
         join_split_zip(pieces, digest, "toy-model/", dest)
     assert list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize("evil", ["toy-model/../../escaped.txt", "toy-model//etc/escaped.txt", "toy-model/a/../../../escaped.txt"])
+def test_split_zip_refuses_members_that_would_land_outside(tmp_path, evil):
+    files = {"toy-model/config.json": b"{}", evil: b"owned"}
+    pieces, digest = split_zip(tmp_path, files, n_pieces=2)
+    dest = tmp_path / "deep" / "out"
+    dest.mkdir(parents=True)
+    with pytest.raises(DataError, match="would be written outside"):
+        join_split_zip(pieces, digest, "toy-model/", dest)
+    assert not list(tmp_path.rglob("escaped.txt")) and list(dest.iterdir()) == []

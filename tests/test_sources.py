@@ -225,3 +225,16 @@ def test_file_sha256_matches_hashlib(tmp_path):
     assert file_sha256(path) == _sha(data)
     path.write_bytes(data + b"!")  # a rewrite changes size and mtime, so the memo is not reused
     assert file_sha256(path) == _sha(data + b"!")
+
+
+def test_a_wheel_member_outside_the_members_folder_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / "evil-index"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / FILENAME, "w") as wheel:
+        wheel.writestr("demo_pkg/data/a.txt", b"alpha\n")
+        wheel.writestr("demo_pkg/data/../../../../escaped.txt", b"owned")
+    source = _source(folder, members={})
+    _place_in_cache(folder, source)
+    with pytest.raises(DataError, match="would be written outside"):
+        source.extract_dir("demo_pkg/data/")
+    assert not list(tmp_path.rglob("escaped.txt"))

