@@ -88,8 +88,12 @@ class Registry(Generic[T]):
             for ep in entry_points(group=self.entry_point_group):
                 if ep.name not in self._entries:
                     loaded = ep.load()
-                    # An entry point may point at an object, or at a module that
-                    # registers itself on import; only the former is added here.
+                    # An entry point may point at an object, at a module that registers
+                    # itself on import, or at a decorated function whose decorator
+                    # registered it (a task's ``read``) when its module was imported;
+                    # only an object not registered yet is added here.
+                    if ep.name in self._entries:
+                        continue
                     if not hasattr(loaded, "__path__") and not isinstance(loaded, type(importlib)):
                         self._add(ep.name, loaded)
 
