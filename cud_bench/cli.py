@@ -93,13 +93,14 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 def _add_shifts(commands: Subparsers) -> None:
     parser = commands.add_parser("shifts", help="list the registered distribution shifts and the tasks they apply to")
     parser.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    parser.add_argument("--task", metavar="TASK", help="only the shifts that apply to this task")
     parser.set_defaults(func=_cmd_shifts)
 
 
 def _cmd_shifts(args: argparse.Namespace) -> int:
     from shifts import applicability_table, describe
 
-    rows = describe()
+    rows = describe(args.task)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
     elif args.format == "markdown":
@@ -112,6 +113,29 @@ def _cmd_shifts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_suites(commands: Subparsers) -> None:
+    parser = commands.add_parser("suites", help="list the registered suites, or print one as a YAML file to edit")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="the registered suites and what they are for").set_defaults(func=_cmd_suites_list)
+    show = actions.add_parser("show", help="a suite as a commented YAML template (every field, its meaning and value)")
+    show.add_argument("name", help="a registered suite or a suite YAML file")
+    show.set_defaults(func=_cmd_suites_show)
+
+
+def _cmd_suites_list(args: argparse.Namespace) -> int:
+    from cud_bench.suites import suites
+
+    print(_table(("suite", "description"), [[name, suites.get(name).description] for name in suites.names()]))
+    return 0
+
+
+def _cmd_suites_show(args: argparse.Namespace) -> int:
+    from cud_bench.suites import load_suite, to_yaml
+
+    print(to_yaml(load_suite(args.name)), end="")
+    return 0
+
+
 def _add_run(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "run",
@@ -121,7 +145,7 @@ def _add_run(commands: Subparsers) -> None:
         "shift, and write one JSON record (+ .npz predictions) per cell under OUT/<suite>/records/. "
         "Finished cells are skipped, so an interrupted run resumes.",
     )
-    parser.add_argument("--suite", default="cpu", help="a registered suite (smoke, cpu, finetune) or a suite YAML file")
+    parser.add_argument("--suite", default="cpu", help="a registered suite (smoke, cpu, finetune) or a suite YAML file; `cud-bench suites show NAME` prints one with every field explained")
     parser.add_argument("--tasks", nargs="+", metavar="TASK", help="these tasks instead of the suite's (any registered task)")
     parser.add_argument("--methods", nargs="+", metavar="METHOD", help="these methods instead of the suite's (any registered method)")
     parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="these seeds instead of the suite's")
@@ -325,7 +349,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
-    _add_tasks, _add_data, _add_methods, _add_shifts, _add_run, _add_sweep, _add_leaderboard, _add_check,
+    _add_tasks, _add_data, _add_methods, _add_shifts, _add_suites, _add_run, _add_sweep, _add_leaderboard, _add_check,
 )
 
 

@@ -247,6 +247,39 @@ def _where(where: str) -> Iterator[None]:
         _context.pop()
 
 
+# -- YAML: a suite written as the file `cud-bench run --suite FILE` reads ------------------
+FIELD_HELP = {
+    "name": "folder name under --out (letters, digits, '.', '_', '-')",
+    "tasks": "task names (`cud-bench tasks`)",
+    "methods": "method names or variants such as cud+gamma=5 (`cud-bench methods`)",
+    "seeds": "training seeds: non-negative integers, each once",
+    "protocols": f"target protocols: {', '.join(PROTOCOLS)}",
+    "teacher": "the teacher's model preset",
+    "students": "student model presets",
+    "n_folds": "folds of cross-fitted targets (>= 2)",
+    "max_train": "cap on each task's training split (positive integer; null: the whole split)",
+    "max_test": "cap on validation and test (positive integer; null: the whole split)",
+    "shifts": "shift families or shift names to score (`cud-bench shifts --task NAME`); [] for clean test only",
+    "max_shift_examples": "cap on each shifted set (null: each shift's own cap)",
+    "ensemble_seeds": "seeds of the CE teachers whose disagreement defines the ambiguous subset",
+    "description": "free text (not part of the spec hash)",
+}
+
+
+def to_yaml(suite: SuiteSpec) -> str:
+    """The suite as a commented YAML file that :func:`load_suite` reads back to the same suite."""
+    lines = [f"# cud-bench suite {suite.name!r}: edit, save as NAME.yaml, run with `cud-bench run --suite NAME.yaml`"]
+    for field in dataclasses.fields(SuiteSpec):
+        value = getattr(suite, field.name)
+        plain = list(value) if isinstance(value, tuple) else value
+        text = yaml.safe_dump({field.name: plain}, default_flow_style=True, sort_keys=False, width=10_000).strip()
+        hint = FIELD_HELP[field.name]
+        if field.name in ("teacher", "students"):
+            hint += f" ({', '.join(model_presets.names())})"
+        lines += [f"# {field.name}: {hint}", text.removeprefix("{").removesuffix("}")]
+    return "\n".join(lines) + "\n"
+
+
 # -- model presets: the architectures a suite names as its teacher and students ----------
 def _preset(arch: str, **params: Any) -> Callable[[], Any]:
     def build() -> Any:

@@ -7,12 +7,17 @@ from typing import Any
 from shifts.base import EVERY_TASK, FAMILIES, Shift, shifts
 
 
-def describe() -> list[dict[str, Any]]:
+def describe(task: str | None = None) -> list[dict[str, Any]]:
     """One JSON-ready dict per shift, sorted by name: the spec's fields plus ``id`` and ``spec_hash``.
 
     ``params`` becomes a mapping; ``tasks`` is ``["*"]`` for a shift that applies to every task.
+    With ``task`` (a registered task; an unknown name is an error), only the shifts that apply to it.
     """
-    return [_describe(shift) for _, shift in shifts.items()]
+    if task is not None:
+        from cud_bench.data.tasks import get_task
+
+        task = get_task(task).spec.name
+    return [_describe(shift) for _, shift in shifts.items() if task is None or shift.applies_to(task)]
 
 
 def _describe(shift: Shift) -> dict[str, Any]:
