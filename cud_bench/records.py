@@ -104,22 +104,23 @@ def read_predictions(record_path: Path) -> dict[str, np.ndarray]:
         raise CudBenchError(f"cannot read predictions {pred}: {exc}") from None
 
 
-# Suite fields that only choose which cells exist; every other suite field changes a cell's numbers.
-CELL_CHOOSING_SUITE_FIELDS = ("name", "tasks", "methods", "seeds", "protocols", "students", "description")
+# SuiteSpec fields that select cells rather than change a cell's numbers: a run restricted
+# with --tasks/--methods/--seeds stays comparable with the full run (resume, leaderboard).
+SUITE_SELECTION_FIELDS = ("name", "tasks", "methods", "seeds", "protocols", "students", "description")
 CHECKED_SPECS = ("task", "method", "teacher_arch", "student_arch")
 
 
-def suite_settings(suite_spec: dict[str, Any]) -> str:
-    """The hash of a suite's settings that change a cell's numbers (caps, folds, shifts, teacher...)."""
+def suite_settings_hash(suite_spec: dict[str, Any]) -> str:
+    """Hash of the suite fields that change a cell's numbers (caps, folds, teacher, shifts...)."""
     from cud_bench.specs import content_hash
 
-    return content_hash({k: v for k, v in suite_spec.items() if k not in CELL_CHOOSING_SUITE_FIELDS})
+    return content_hash({k: v for k, v in suite_spec.items() if k not in SUITE_SELECTION_FIELDS})
 
 
 def stale_reason(out_dir: Path, key: CellKey, expected: dict[str, str]) -> str | None:
     """Why the cell's stored record is not the cell's result now (None: it is).
 
-    ``expected`` maps ``suite`` (see :func:`suite_settings`) and each name of
+    ``expected`` maps ``suite`` (see :func:`suite_settings_hash`) and each name of
     :data:`CHECKED_SPECS` to the current spec hash; a record is done only when
     it exists with its predictions, belongs to exactly this cell (a seed ``"0"``
     is not the seed ``0``) and was made with those specs.
@@ -131,7 +132,7 @@ def stale_reason(out_dir: Path, key: CellKey, expected: dict[str, str]) -> str |
         record = read_record(path)
         specs = record["specs"]
         stored = {name: specs[name]["hash"] for name in CHECKED_SPECS}
-        stored["suite"] = suite_settings(specs["suite"]["spec"])
+        stored["suite"] = suite_settings_hash(specs["suite"]["spec"])
     except (CudBenchError, KeyError, TypeError) as exc:
         return f"unreadable ({exc})"
     if record["cell"] != dataclasses.asdict(key):

@@ -33,7 +33,7 @@ from cud_bench.data.tasks import get_task
 from cud_bench.errors import CudBenchError
 from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
-from cud_bench.records import CellKey, is_done, provenance, stale_reason, suite_settings, write_record
+from cud_bench.records import CellKey, is_done, provenance, stale_reason, suite_settings_hash, write_record
 from cud_bench.recipes import TeacherOutputs
 from cud_bench.scoring import ECE, ShiftSets, corruption_summary, scores
 from cud_bench.suites import SuiteSpec, check_names, model_presets
@@ -87,7 +87,7 @@ def expand(suite: SuiteSpec) -> list[CellKey]:
 def expected_specs(suite: SuiteSpec, cell: CellKey) -> dict[str, str]:
     """The spec hashes a done record of ``cell`` must carry (see :func:`cud_bench.records.stale_reason`)."""
     return {
-        "suite": suite_settings(suite.to_dict()),
+        "suite": suite_settings_hash(suite.to_dict()),
         "task": get_task(cell.task).spec.spec_hash(),
         "method": get_method(cell.method).spec_hash(),
         "teacher_arch": _arch_hash(suite.teacher),

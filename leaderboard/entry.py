@@ -52,7 +52,7 @@ import jsonschema
 import numpy as np
 
 from cud_bench.errors import CudBenchError
-from cud_bench.specs import content_hash
+from cud_bench.records import SUITE_SELECTION_FIELDS, suite_settings_hash  # noqa: F401  (one home: resume uses them too)
 
 SCHEMA_VERSION = 1
 DECIMALS = 4  # stored scores are rounded to this many places: 0.01 percentage points
@@ -61,9 +61,6 @@ POOL = "pool"
 POOLED_KINDS = ("labelled",)  # subsets overlap and out-of-scope sets have no labels: never pooled
 VARIANTS = ("raw", "ts")  # the model's own probabilities; after post-hoc temperature scaling
 SCORING = {"labelled": "classification", "subset": "classification", "out-of-scope": "detection"}
-# SuiteSpec fields that select cells rather than change a cell's numbers: a run restricted
-# with --tasks/--methods/--seeds must stay comparable with the full run.
-SUITE_SELECTION_FIELDS = ("name", "tasks", "methods", "seeds", "protocols", "students", "description")
 
 
 def stem(cell: dict[str, Any]) -> str:
@@ -120,11 +117,6 @@ def _teacher(teacher: dict[str, Any], metric_ids: list[str]) -> dict[str, Any]:
         "clean": {v: [round(float(clean[v][m]), DECIMALS) for m in metric_ids] for v in VARIANTS},
         "train_examples_per_s": round(float(teacher["training"]["train_examples_per_s"]), 1),
     }
-
-
-def suite_settings_hash(suite_spec: dict[str, Any]) -> str:
-    """Hash of the suite fields that change a cell's numbers (caps, folds, teacher, shifts...)."""
-    return content_hash({k: v for k, v in suite_spec.items() if k not in SUITE_SELECTION_FIELDS})
 
 
 def score_predictions(

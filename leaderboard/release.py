@@ -8,9 +8,14 @@ the stored predictions (CI runs it on every committed release).
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from cud_bench.errors import CudBenchError
 from cud_bench.records import read_record
@@ -65,8 +70,67 @@ def import_run(
         except (KeyError, TypeError) as exc:
             raise CudBenchError(f"{path} lacks a field a leaderboard entry needs ({type(exc).__name__}: {exc})") from None
     release = create_release(version, versions.read_benchmark(benchmark_file)[1], root)
-    counts = collections.Counter(release.add(e, p, replace_reason=replace_reason) for e, p in prepared)
+    with staged(release) as stage:  # all or nothing: one refused entry leaves the release as it was
+        counts = collections.Counter(stage.add(e, p, replace_reason=replace_reason) for e, p in prepared)
     return ImportSummary(release, dict(counts))
+
+
+@contextlib.contextmanager
+def staged(release: Release) -> Iterator[Release]:
+    """A copy of ``release`` to add to; on success, switched in by one atomic write of its index.
+
+    The release's lock is held throughout, so no other writer interleaves. The
+    copy is made of hard links beside the release (its files are content-addressed
+    and only ever replaced by rename, never edited). On success the new files are
+    linked into the release and the staged ``index.json`` replaces the release's
+    (the commit); the files only the old index named are then removed. On any
+    error the copy is discarded and the release is untouched.
+    """
+    with release._lock():
+        old_named = _named_files(release)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{release.version}.staging-", dir=release.path.parent))
+        try:
+            stage_path = tmp / release.version
+            _link_tree(release.path, stage_path)
+            yield Release(stage_path)
+            for folder in ("entries", "predictions"):
+                for path in sorted((stage_path / folder).glob("*")):
+                    if not (release.path / folder / path.name).exists():
+                        _link_or_copy(path, release.path / folder / path.name)
+            os.replace(stage_path / "index.json", release.index_path)  # the one atomic switch
+            for path in sorted(old_named - _named_files(release)):
+                path.unlink(missing_ok=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _named_files(release: Release) -> set[Path]:
+    """The entry and predictions files the release's index names."""
+    named = set()
+    for stem, sha in release.index()["entries"].items():
+        entry_path = release.entry_path(stem, sha)
+        named.add(entry_path)
+        try:
+            named.add(release.path / json.loads(entry_path.read_bytes())["predictions"]["file"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged entry: the staged add reports it
+    return named
+
+
+def _link_tree(src: Path, dest: Path) -> None:
+    for folder in ("entries", "predictions"):
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+        for path in sorted((src / folder).glob("*")) if (src / folder).is_dir() else []:
+            _link_or_copy(path, dest / folder / path.name)
+    shutil.copy2(src / "index.json", dest / "index.json")
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
 
 
 def verify(release: Release) -> int:

@@ -229,9 +229,18 @@ def _write_index(path: Path, index: dict[str, Any]) -> None:
     write_json_atomic(path, index)
 
 
+# Measured, not computed: a bit-identical rerun differs here (timings, throughput, hosts).
+NESTED_BOOKKEEPING = {"teacher": ("train_examples_per_s",)}
+
+
 def _result(entry: dict[str, Any]) -> dict[str, Any]:
-    """What makes two entries the same result: everything but provenance and replacement history."""
-    return {k: v for k, v in entry.items() if k not in BOOKKEEPING_FIELDS}
+    """What makes two entries the same result: everything but provenance, replacement history
+    and the measured bookkeeping inside results (:data:`NESTED_BOOKKEEPING`)."""
+    result = {k: v for k, v in entry.items() if k not in BOOKKEEPING_FIELDS}
+    for part, keys in NESTED_BOOKKEEPING.items():
+        if isinstance(result.get(part), dict):
+            result[part] = {k: v for k, v in result[part].items() if k not in keys}
+    return result
 
 
 def _read(path: Path, what: str) -> bytes:
