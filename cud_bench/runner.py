@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import multiprocessing
 import os
@@ -95,6 +96,7 @@ def expected_specs(suite: SuiteSpec, cell: CellKey) -> dict[str, str]:
     }
 
 
+@functools.lru_cache(maxsize=None)
 def _arch_hash(preset: str) -> str:
     return model_presets.get(preset)().spec.spec_hash()
 
