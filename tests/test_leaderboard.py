@@ -28,7 +28,7 @@ from cud_bench.specs import content_hash
 from leaderboard import entry as entry_format
 from leaderboard import stats, versions, views
 from leaderboard.diff import diff_releases
-from leaderboard.release import import_run, verify
+from leaderboard.release import import_run, rescore, verify
 from leaderboard.store import DEFAULT_ROOT, create_release, open_release
 from leaderboard.upgrade import upgrade
 
@@ -140,7 +140,7 @@ def test_entry_scores_are_recomputed_from_the_stored_float16_predictions(records
     assert p16["clean/probs"].dtype == np.float16
     raw, ts = _values(entry, "clean", "raw"), _values(entry, "clean", "ts")
     assert raw["accuracy"] == round(float(np.mean(clean.argmax(1) == LABELS)), entry_format.DECIMALS)
-    assert raw["ece/uniform/15/l1"] == round(metrics.ece(clean / clean.sum(1, keepdims=True), LABELS), entry_format.DECIMALS)
+    assert raw["ece/uniform/15/l1"] == round(metrics.ece(clean, LABELS), entry_format.DECIMALS)  # the stored values as they are
     tempered = softmax(np.log(clean) / entry["temperature"], axis=1)
     assert entry["temperature"] == 1.5
     assert ts["nll"] == pytest.approx(-np.mean(np.log(tempered[np.arange(N_CLEAN), LABELS])), abs=10**-entry_format.DECIMALS)
@@ -205,7 +205,8 @@ def test_import_then_verify_recomputes_every_stored_score(release):
     entries = release.entries()
     assert len(entries) == len(METHODS) * len(SEEDS)
     n_sets = 1 + 2 + 1 + 1 + 1  # clean, typo x2, tail, unknown-intents, pool/corruption
-    assert verify(release) == len(entries) * 2 * (10 * (n_sets - 1) + 3)
+    assert verify(release) == len(entries) * 2 * (len(metrics.STANDARD_SPECS) * (n_sets - 1) + 3)
+    assert {e["scoring"] for e in entries} == {metrics.SCORING_VERSION}
 
 
 def test_verify_names_an_entry_whose_scores_differ_from_its_predictions(release, records):
@@ -308,8 +309,8 @@ def _rewrite_entry(release, text: bytes) -> Path:
     [
         (lambda r: _entry_file(r).write_bytes(_entry_file(r).read_bytes().replace(b'"seed":0', b'"seed":7')), "does not match the sha256"),
         (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes()[:100]), "is not valid JSON"),
-        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"kind":"labelled"', b'"kind":"typo"', 1)), "does not match the schema entry-v1.json at sets/"),
-        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"schema_version":1', b'"schema_version":2')), "newer than this cud-bench reads"),
+        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"kind":"labelled"', b'"kind":"typo"', 1)), "does not match the schema entry-v2.json at sets/"),
+        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"schema_version":2', b'"schema_version":3')), "newer than this cud-bench reads"),
         (lambda r: (r.path / json.loads(_entry_file(r).read_bytes())["predictions"]["file"]).unlink(), "predictions file .* is missing"),
         (lambda r: r.index_path.write_text("{"), "cannot read release index"),
     ],
@@ -380,7 +381,13 @@ def test_a_version_0_entry_upgrades_loads_and_verifies(tmp_path):
     shutil.copy(FIXTURES / "entry-v0.npz", release.path / new["predictions"]["file"])
     release.index_path.write_text(json.dumps({"format": 1, "version": "0.1.0", "benchmark": {}, "entries": {stem: sha}}))
     assert release.entries() == [new]
+    with pytest.raises(CudBenchError, match="scored with scoring version 1, this code scores version 2; re-score"):
+        verify(release)
+    summary = rescore(release, "test: scoring version 2")
+    assert (summary.replaced, summary.scores) == (1, 8)
     assert verify(release) == 8
+    assert release.entries()[0]["replaces"] == [{"previous": sha, "reason": "test: scoring version 2"}]
+    assert release.unlisted() == []
 
 
 def test_an_unreadable_old_entry_names_the_file():
