@@ -11,30 +11,57 @@ Conventions (pinned by tests/test_metrics.py):
   rows summing to 1 within ``SUM_ATOL`` (so float16-stored probabilities pass);
   ``labels`` of shape (n,), integers in [0, C). numpy arrays or CPU torch
   tensors. Anything else raises one ``ValueError`` that names the problem.
-- The predicted class is the first class of maximal probability; its
-  probability is the confidence.
+- The predicted class is the first class of maximal probability (or a class
+  given by the caller: scoring passes the stored probabilities' argmax for their
+  temperature-scaled copies); its probability is the confidence.
+- Ties. Confidences (and OOD scores) form *tie groups*: sorted, a value joins
+  the previous one's group when within ``TIE_RTOL`` (relative) + ``TIE_ATOL``
+  of it. Values equal up to last-bit noise (the same stored row scored on two
+  machines, duplicate texts, a constant predictor) are one group; distinct
+  float16 values never are. Every rule that orders or bins confidences uses
+  the group's largest value, so a group is never split, and a last-bit change
+  of any probability moves a score only through the sums it enters (~1e-12),
+  unless a confidence lies within a few ulps of a fixed uniform-bin edge
+  k/n_bins (stored float16 values never do; a scaled one with chance ~1e-13).
 - Calibration errors are fractions in [0, 1]; views may multiply by 100.
 - Bins are half-open, (lo, hi], except that the first also holds 0: a
   confidence of exactly 1.0 falls in the last bin. ``uniform`` bins have equal
   width. ``quantile`` bins (equal mass) have inner edges at the i/n_bins
   empirical quantiles (inverted CDF) of the confidences, so without ties each
-  holds n/n_bins examples (+-1); tied confidences are never split, so a tie may
+  holds n/n_bins examples (+-1); a tie group is never split, so it may
   overfill one bin and leave another empty. Empty bins contribute nothing.
 - ECE = sum_b (n_b / n) |acc_b - conf_b|; MCE = max over non-empty bins of
   |acc_b - conf_b|.
+- Debiased CE (``debiased_ce/quantile/15/l2sq``; Kumar, Liang & Ma 2019) =
+  sum_b (n_b / n) [(acc_b - conf_b)^2 - acc_b (1 - acc_b) / (n_b - 1)] over
+  the top-label bins (equal-mass by default, as Kumar et al.), bins with
+  n_b < 2 contributing 0: the debiased estimate of the *squared* L2
+  calibration error, not clipped at 0 (so it is unbiased and may be slightly
+  negative); Kumar et al.'s published number is sqrt(max(0, value)).
+- Smooth ECE (``smooth_ece``; Blasiok & Nakkiran 2023) = smECE_s* with
+  smECE_s = integral over t in [0, 1] of |(1/n) sum_i K_s(t, c_i) (y_i - c_i)|,
+  c_i the confidence, y_i = 1[correct]; K_s is the Gaussian kernel of
+  bandwidth s reflected at 0 and 1 (the density of c + sZ folded into [0, 1]),
+  and s* is the fixed point smECE_s* = s* (unique: smECE_s decreases in s),
+  found by bisection on [0, 1] to 1e-12; the value is s*. Computed on a grid
+  of ``SMOOTH_GRID`` intervals (linear deposit, FFT smoothing, trapezoid).
 - Classwise ECE (Kull et al. 2019) = mean over classes k of the ECE of p_k
   against 1[y = k], over all n examples, in uniform bins.
 - Brier = mean over examples of sum_k (p_k - 1[y = k])^2, in [0, 2] (twice
   scikit-learn's binary ``brier_score_loss``).
 - NLL = mean of -ln max(p_y, NLL_EPS), in nats.
 - AURC = mean over coverages k/n, k = 1..n, of the error rate of the k most
-  confident examples (Geifman et al. 2018). Within a run of tied confidences
-  the errors are spread evenly (the expectation over random tie-breaking), so
-  AURC does not depend on example order.
+  confident examples (Geifman et al. 2018). Within a tie group the errors are
+  spread evenly (the expectation over random tie-breaking), so AURC does not
+  depend on example order.
+- OOD AUROC: Mann-Whitney U over the pooled scores' tie groups (ties count half).
 - Macro-F1 averages per-class F1 over the classes present in labels or
   predictions, as scikit-learn does.
 - Row sums use the array's precision (float32 or float64); sums over examples
   use float64.
+- Floors (:func:`floor`): a calibration score's mean (and upper quantile) over
+  labels drawn from the model's own probabilities: what a perfectly calibrated
+  model with the same confidences and n scores by sampling alone.
 """
 
 from __future__ import annotations
@@ -45,6 +72,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 from scipy.stats import rankdata
 
 from cud_bench.registry import Registry
@@ -344,7 +372,7 @@ def _debiased_squared(count: np.ndarray, confidence: np.ndarray, hits: np.ndarra
 
 
 SMOOTH_GRID = 4096  # intervals of [0, 1] the residuals are deposited on: spacing 2.4e-4
-SMOOTH_ITERATIONS = 50  # bisection steps for the bandwidth fixed point: [0, 1] to 1e-15
+SMOOTH_ITERATIONS = 40  # bisection steps for the bandwidth fixed point: [0, 1] to 1e-12
 
 
 @METRICS.register("smooth_ece")
@@ -354,42 +382,49 @@ def _smooth_ece(preds: Predictions, spec: MetricSpec) -> float:
 
 def smooth_ece_at(confidence: np.ndarray, correct: np.ndarray, sigma: float | None) -> float:
     """Smooth ECE of top-label ``confidence`` against ``correct`` at bandwidth ``sigma``, or, with
-    None, at the fixed point sigma* = smECE_sigma* (then the value is sigma* itself).
+    None, at the fixed point sigma* = smECE_sigma* (then the value is sigma* itself)."""
+    residual = np.asarray(correct, dtype=np.float64) - np.asarray(confidence, dtype=np.float64)
+    return float(_smooth_ece(confidence, residual[None, :], sigma)[0])
 
-    Residuals r_i = correct_i - confidence_i are deposited on a grid of
-    ``SMOOTH_GRID`` intervals by linear interpolation, mirrored into [-1, 0]
-    (the even extension, period 2), smoothed there by a Gaussian through its
-    Fourier multiplier exp(-2 pi^2 sigma^2 xi^2) (a periodic Gaussian on the
-    even extension is the Gaussian reflected at 0 and at 1), and |.| is
-    integrated over [0, 1] by the trapezoidal rule.
+
+def _smooth_ece(confidence: np.ndarray, residuals: np.ndarray, sigma: float | None) -> np.ndarray:
+    """(D,) smooth ECE of D sets of ``residuals`` (D, n) = correct - confidence at the same ``confidence``.
+
+    Residuals are deposited on a grid of ``SMOOTH_GRID`` intervals of [0, 1] by
+    linear interpolation, mirrored into [-1, 0] (the even extension, period 2),
+    smoothed there by a Gaussian through its Fourier multiplier
+    exp(-2 pi^2 sigma^2 xi^2) (a periodic Gaussian on the even extension is the
+    Gaussian reflected at 0 and at 1), and |.| is integrated over [0, 1] by the
+    trapezoidal rule. The fixed point is found by bisection on [0, 1], all D at once.
     """
     n_grid = SMOOTH_GRID
     spacing = 1.0 / n_grid
+    n = residuals.shape[1]
     position = np.clip(np.asarray(confidence, dtype=np.float64), 0.0, 1.0) * n_grid
     left = np.minimum(np.floor(position).astype(np.int64), n_grid - 1)
     fraction = position - left
-    residual = np.asarray(correct, dtype=np.float64) - np.asarray(confidence, dtype=np.float64)
     # the period-2 grid: points 0..2N-1 stand for u = j / N; u and -u (= 2 - u) carry the same mass
-    index = np.concatenate([left, left + 1, (2 * n_grid - left) % (2 * n_grid), (2 * n_grid - left - 1) % (2 * n_grid)])
-    weight = np.concatenate([residual * (1 - fraction), residual * fraction] * 2)
-    mass = np.bincount(index, weights=weight, minlength=2 * n_grid)  # u = 0 and u = 1 get both copies
-    spectrum = np.fft.rfft(mass)
-    frequency = np.arange(len(spectrum)) / 2.0  # cycles per unit length, period 2
+    columns = np.concatenate([left, left + 1, (2 * n_grid - left) % (2 * n_grid), 2 * n_grid - left - 1])
+    weights = np.concatenate([1 - fraction, fraction] * 2)
+    deposit = sparse.csr_matrix((weights, (np.tile(np.arange(n), 4), columns)), shape=(n, 2 * n_grid))
+    spectrum = np.fft.rfft(np.asarray(deposit.T @ residuals.T).T, axis=1)  # (D, N + 1)
+    frequency = np.arange(spectrum.shape[1]) / 2.0  # cycles per unit length, period 2
 
-    def smece(s: float) -> float:
-        smoothed = np.fft.irfft(spectrum * np.exp(-2 * (np.pi * s * frequency) ** 2), n=2 * n_grid) / spacing
-        inside = np.abs(smoothed[: n_grid + 1])
-        return float((inside.sum() - (inside[0] + inside[-1]) / 2) * spacing / len(residual))
+    def smece(s: np.ndarray) -> np.ndarray:
+        # frequencies whose multiplier is below e^-40 for every bandwidth in s are left out (zero)
+        kept = len(frequency) if s.min() <= 0 else min(len(frequency), int(2 * np.sqrt(20) / (np.pi * s.min())) + 2)
+        multiplier = np.exp(-2 * (np.pi * s[:, None] * frequency[:kept]) ** 2)
+        smoothed = np.fft.irfft(spectrum[:, :kept] * multiplier, n=2 * n_grid, axis=1)
+        inside = np.abs(smoothed[:, : n_grid + 1]) / spacing
+        return (inside.sum(axis=1) - (inside[:, 0] + inside[:, -1]) / 2) * spacing / n
 
     if sigma is not None:
-        return smece(sigma)
-    low, high = 0.0, 1.0  # smECE_sigma - sigma decreases in sigma: >= 0 at 0, < 0 at 1
+        return smece(np.full(len(residuals), float(sigma)))
+    low, high = np.zeros(len(residuals)), np.ones(len(residuals))  # smECE_s - s decreases: >= 0 at 0, < 0 at 1
     for _ in range(SMOOTH_ITERATIONS):
         middle = (low + high) / 2
-        if smece(middle) > middle:
-            low = middle
-        else:
-            high = middle
+        above = smece(middle) > middle
+        low, high = np.where(above, middle, low), np.where(above, high, middle)
     return (low + high) / 2
 
 
@@ -520,12 +555,15 @@ class Floor:
     n_draws: int
 
 
+CALIBRATION_METRICS = ("ece", "mce", "classwise_ece", "debiased_ce", "smooth_ece")  # spec names with a floor
+
+
 def floor(
     spec: MetricSpec | str,
     probs: Any,
     *,
+    seed: int,
     n_draws: int = 200,
-    seed: int = 0,
     level: float | None = 0.95,
     predicted: Any = None,
 ) -> Floor:
@@ -534,11 +572,13 @@ def floor(
     Each of ``n_draws`` draws (from ``seed``) gives every example a label drawn
     from its own row of ``probs`` (rows renormalised to sum to 1), and scores the
     metric on the same probabilities with those labels. Top-label metrics (ECE,
-    MCE, debiased CE: :data:`FLOORS`) only need whether the label is the
-    predicted class, drawn as Bernoulli(confidence), and score all draws at once;
-    other metrics score each draw in turn. ``predicted`` as in :meth:`Predictions.of`.
+    MCE, debiased CE, smooth ECE: :data:`FLOORS`) only need whether the label is
+    the predicted class, drawn as Bernoulli(confidence), and score all draws at
+    once; other metrics (classwise ECE, ...) score each draw in turn. ``predicted`` as in :meth:`Predictions.of`.
     """
     spec = MetricSpec.from_id(spec) if isinstance(spec, str) else spec
+    if spec.name not in CALIBRATION_METRICS:
+        raise ValueError(f"a floor is defined for calibration errors ({', '.join(CALIBRATION_METRICS)}), not {spec.id!r}")
     _require_int("seed", seed, minimum=0)
     _require_int("n_draws", n_draws, minimum=2)
     probs = _numpy(probs)
@@ -604,6 +644,7 @@ FLOORS: Registry[Callable[[Predictions, MetricSpec, np.ndarray], np.ndarray]] = 
 FLOORS.register("ece", _ece_draws)
 FLOORS.register("mce", _mce_draws)
 FLOORS.register("debiased_ce", _debiased_draws)
+FLOORS.register("smooth_ece", lambda preds, spec, correct: _smooth_ece(preds.confidence, correct - preds.confidence, None))
 
 
 # -- bootstrap -------------------------------------------------------------------------

@@ -56,6 +56,28 @@ def scores(
     }
 
 
+def floors(
+    probs: np.ndarray,
+    temperature: float,
+    specs: Sequence[MetricSpec] = metrics.STANDARD_SPECS,
+    *,
+    seed: int,
+    n_draws: int = 200,
+    level: float | None = 0.95,
+) -> dict[str, dict[str, metrics.Floor]]:
+    """``{"raw"|"ts": {metric id: Floor}}`` for the calibration metrics among ``specs``, on the
+    stored float16 ``probs``, each variant's probabilities as :func:`scores` scores them."""
+    probs = _stored(probs)
+    predicted = probs.argmax(axis=1)
+    chosen = [s for s in specs if s.name in metrics.CALIBRATION_METRICS]
+    return {
+        variant: {
+            s.id: metrics.floor(s, p, seed=seed, n_draws=n_draws, level=level, predicted=predicted) for s in chosen
+        }
+        for variant, p in ((v, calibration.variant_probs(probs, temperature, v)) for v in ("raw", "ts"))
+    }
+
+
 def ood_scores(in_probs: np.ndarray, out_probs: np.ndarray, temperature: float) -> dict[str, Any]:
     """Out-of-scope detection from stored float16 probabilities: AUROC of max-probability and of
     negative entropy (in-scope = positive), and the mean confidence on out-of-scope inputs; raw

@@ -390,6 +390,45 @@ def test_a_version_0_entry_upgrades_loads_and_verifies(tmp_path):
     assert release.unlisted() == []
 
 
+def test_a_schema_1_entry_of_release_1_0_0_reads_as_scoring_1_and_is_rescored_through_the_store(tmp_path):
+    """A real entry of release 1.0.0 as first committed (schema 1, scoring 1) and its predictions."""
+    text = (FIXTURES / "entry-v1.json").read_bytes()
+    old = json.loads(text)
+    new = upgrade(old, "entry-v1.json")
+    assert new == {**old, "schema_version": 2, "scoring": 1}
+    entry_format.validate(new, "upgraded")
+    release = create_release("1.0.0", {}, tmp_path)
+    stem, sha = entry_format.stem(new["cell"]), hashlib.sha256(text).hexdigest()
+    release.entry_path(stem, sha).parent.mkdir()
+    release.entry_path(stem, sha).write_bytes(text)
+    (release.path / "predictions").mkdir()
+    shutil.copy(FIXTURES / "entry-v1.npz", release.path / new["predictions"]["file"])
+    release.index_path.write_text(json.dumps({"format": 1, "version": "1.0.0", "benchmark": {}, "entries": {stem: sha}}))
+    assert release.entries() == [new]
+    with pytest.raises(CudBenchError, match="scoring version 1"):
+        verify(release)
+    with pytest.raises(CudBenchError, match="say why"):
+        rescore(release, " ")
+    summary = rescore(release, "scoring version 2")
+    assert (summary.replaced, summary.scores) == (1, 55 * 2 * 10)
+    assert set(summary.max_change) <= set(old["metrics"]["classification"])
+    # this cell predicts the majority class (tied confidences): only tie-sensitive metrics move by more
+    # than the rounding unit (float16 rows are no longer renormalised, ~1e-4 at most)
+    tie_sensitive = {"ece/quantile/15/l1", "aurc"}
+    assert all(change <= 1.01e-4 for metric, change in summary.max_change.items() if metric not in tie_sensitive)
+    assert summary.max_change["ece/quantile/15/l1"] > 0.01
+    (rescored,) = release.entries()
+    assert rescored["metrics"] == old["metrics"]  # no metric added to an existing entry
+    assert {k: v for k, v in rescored.items() if k not in ("sets", "scoring", "schema_version", "replaces")} == {
+        k: v for k, v in old.items() if k not in ("sets", "schema_version")
+    }
+    assert rescored["replaces"] == [{"previous": sha, "reason": "scoring version 2"}]
+    assert release.notes() == ["1 entries re-scored from their stored predictions with scoring version 2 (cud_bench/metrics.py): scoring version 2"]
+    assert verify(release) == 55 * 2 * 10
+    assert [p.name for p in (release.path / "entries").iterdir()] == [release.entry_path(stem, release.index()["entries"][stem]).name]
+    assert rescore(release, "again").replaced == 0  # nothing left to re-score
+
+
 def test_an_unreadable_old_entry_names_the_file():
     with pytest.raises(CudBenchError, match="old.json: not a valid version-0 entry"):
         upgrade({"suite": "cpu"}, "old.json")

@@ -13,7 +13,7 @@ import pytest
 from scipy.special import softmax
 
 from cud_bench import calibration, metrics
-from cud_bench.scoring import _entropy, ood_scores, scores, stored_probs
+from cud_bench.scoring import _entropy, floors, ood_scores, scores, stored_probs
 
 TOLERANCE = 1e-6
 
@@ -136,3 +136,14 @@ def test_ood_scores_from_stored_probabilities():
     assert result["raw"]["ood_auroc/entropy"] == metrics.ood_auroc(-entropy(p_in), -entropy(p_out))
     assert result["ts"]["ood_mean_confidence"] == pytest.approx(softmax(np.log(p_out) / 2.0, axis=1).max(1).mean(), rel=1e-12)
     np.testing.assert_allclose(_entropy(p_in), entropy(p_in), rtol=1e-13)
+
+
+def test_floors_of_stored_probabilities_per_variant():
+    probs, _ = _stored_set(9, n_classes=3)
+    result = floors(probs, 2.0, seed=0, n_draws=50)
+    assert set(result) == {"raw", "ts"}
+    assert set(result["raw"]) == {s.id for s in metrics.STANDARD_SPECS if s.name in metrics.CALIBRATION_METRICS}
+    ece = "ece/uniform/15/l1"
+    expected = metrics.floor(ece, calibration.scale_stored(probs, 2.0), seed=0, n_draws=50, predicted=probs.argmax(1))
+    assert result["ts"][ece] == expected
+    assert result["raw"][ece] != result["ts"][ece]
