@@ -67,26 +67,43 @@ def scale_stored(probs: Any, T: float) -> np.ndarray:
     depend on where a value sits: ``p**(1/T)`` is evaluated once per distinct
     stored value (equal inputs give bit-equal outputs wherever they are, although
     numpy's SIMD ``power`` may differ in the last bit between machines) and each
-    row is summed in ascending order by :func:`sorted_row_sum`. Rows equal up to
-    a permutation of their classes therefore give bit-equal results; TS keeps the
-    order within a row, so the predicted class is the stored one.
+    row is normalised by :func:`sorted_row_sum`. Rows equal up to a permutation
+    of their classes therefore give bit-equal results; TS keeps the order within
+    a row, so the predicted class is the stored one.
     """
     _check_temperature(T)
-    p = np.asarray(probs)
-    if p.ndim != 2 or not np.issubdtype(p.dtype, np.floating):
-        raise ValueError(f"probabilities must be a floating-point (n, C) array, got {p.dtype} {p.shape}")
-    scaled = per_value(lambda v: np.power(v.astype(np.float64), 1.0 / T), p)
-    return scaled / sorted_row_sum(scaled)[:, None]
+    p = _stored_array(probs)
+    if T == 1:
+        return normalise_stored(p)
+    return _normalised(per_value(lambda v: np.power(v.astype(np.float64), 1.0 / T), p))
+
+
+def normalise_stored(probs: Any) -> np.ndarray:
+    """Stored probabilities (n, C) widened exactly to float64 and divided by their row sums
+    (:func:`sorted_row_sum`): float16 rows sum to 1 only within ~5e-4. Additions and a
+    division, each exactly rounded: bit-identical on every machine."""
+    return _normalised(_stored_array(probs).astype(np.float64))
 
 
 def variant_probs(probs: Any, T: float, variant: str) -> np.ndarray:
     """The float64 probabilities a variant's scores are computed from: "raw", the stored values
-    widened exactly; "ts", :func:`scale_stored` at ``T``."""
+    normalised (:func:`normalise_stored`); "ts", :func:`scale_stored` at ``T``."""
     if variant == "raw":
-        return np.asarray(probs).astype(np.float64)
+        return normalise_stored(probs)
     if variant == "ts":
         return scale_stored(probs, T)
     raise ValueError(f"unknown variant {variant!r}; expected 'raw' or 'ts'")
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    return x / sorted_row_sum(x)[:, None]
+
+
+def _stored_array(probs: Any) -> np.ndarray:
+    p = np.asarray(probs)
+    if p.ndim != 2 or not np.issubdtype(p.dtype, np.floating):
+        raise ValueError(f"probabilities must be a floating-point (n, C) array, got {p.dtype} {p.shape}")
+    return p
 
 
 def sorted_row_sum(x: np.ndarray) -> np.ndarray:

@@ -39,15 +39,16 @@ def scores(
     """Every metric in ``specs``, raw and after post-hoc temperature scaling (T fitted on clean
     validation data), from the stored float16 ``probs`` (:func:`stored_probs`).
 
-    Raw scores use the stored values widened exactly to float64; "ts" scores use
-    :func:`cud_bench.calibration.scale_stored`, with the stored argmax as the
-    predicted class. The runner's records and a release's recomputation go
+    Raw scores use the stored values widened exactly to float64 and normalised
+    (:func:`cud_bench.calibration.normalise_stored`: bit-identical everywhere);
+    "ts" scores use :func:`cud_bench.calibration.scale_stored`; both take the
+    stored argmax as the predicted class. The runner's records and a release's recomputation go
     through this one function, so they agree bit for bit on one machine and to
     well under 1e-6 across machines (the metrics' tie groups absorb last-bit noise).
     """
     probs = _stored(probs)
     raw, ts = (calibration.variant_probs(probs, temperature, v) for v in ("raw", "ts"))
-    predicted = raw.argmax(axis=1)
+    predicted = probs.argmax(axis=1)
     return {
         "raw": {k: v.value for k, v in metrics.compute_all(raw, labels, specs, predicted).items()},
         "ts": {k: v.value for k, v in metrics.compute_all(ts, labels, specs, predicted).items()},
@@ -81,7 +82,7 @@ def floors(
 def ood_scores(in_probs: np.ndarray, out_probs: np.ndarray, temperature: float) -> dict[str, Any]:
     """Out-of-scope detection from stored float16 probabilities: AUROC of max-probability and of
     negative entropy (in-scope = positive), and the mean confidence on out-of-scope inputs; raw
-    (stored values) and after post-hoc temperature scaling, computed as in :func:`scores`."""
+    and after post-hoc temperature scaling, each computed as in :func:`scores`."""
     in_probs, out_probs = _stored(in_probs, "in_probs"), _stored(out_probs, "out_probs")
 
     def one(T: float | None) -> dict[str, float]:

@@ -140,7 +140,7 @@ def test_entry_scores_are_recomputed_from_the_stored_float16_predictions(records
     assert p16["clean/probs"].dtype == np.float16
     raw, ts = _values(entry, "clean", "raw"), _values(entry, "clean", "ts")
     assert raw["accuracy"] == round(float(np.mean(clean.argmax(1) == LABELS)), entry_format.DECIMALS)
-    assert raw["ece/uniform/15/l1"] == round(metrics.ece(clean, LABELS), entry_format.DECIMALS)  # the stored values as they are
+    assert raw["ece/uniform/15/l1"] == round(metrics.ece(clean / clean.sum(1, keepdims=True), LABELS), entry_format.DECIMALS)
     tempered = softmax(np.log(clean) / entry["temperature"], axis=1)
     assert entry["temperature"] == 1.5
     assert ts["nll"] == pytest.approx(-np.mean(np.log(tempered[np.arange(N_CLEAN), LABELS])), abs=10**-entry_format.DECIMALS)
