@@ -19,10 +19,10 @@ Conventions (pinned by tests/test_metrics.py):
   of it. Values equal up to last-bit noise (the same stored row scored on two
   machines, duplicate texts, a constant predictor) are one group; distinct
   float16 values never are. Every rule that orders or bins confidences uses
-  the group's largest value, so a group is never split, and a last-bit change
-  of any probability moves a score only through the sums it enters (~1e-12),
-  unless a confidence lies within a few ulps of a fixed uniform-bin edge
-  k/n_bins (stored float16 values never do; a scaled one with chance ~1e-13).
+  the group's largest value, so a group is never split; a value within the
+  same tolerance above a bin edge counts as on the edge (normalised float16
+  rows such as [0.8, 0.2] sit exactly on k/15). So a last-bit change of any
+  probability moves a score only through the sums it enters (~1e-12).
 - Calibration errors are fractions in [0, 1]; views may multiply by 100.
 - Bins are half-open, (lo, hi], except that the first also holds 0: a
   confidence of exactly 1.0 falls in the last bin. ``uniform`` bins have equal
@@ -465,8 +465,10 @@ def _bin_edges(n_bins: int, strategy: str, confidence: np.ndarray | None = None)
 
 
 def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin b holds (edges[b], edges[b + 1]]; 0 goes to the first bin, 1.0 to the last."""
-    return np.searchsorted(edges[1:-1], values, side="left")
+    """Bin b holds (edges[b], edges[b + 1]]; 0 goes to the first bin, 1.0 to the last. A value
+    within the tie tolerance above an edge counts as on it (a normalised [0.8, 0.2] row is 12/15
+    up to its last bit), so last-bit noise never moves a value across an edge."""
+    return np.searchsorted(edges[1:-1], values - (TIE_RTOL * np.abs(values) + TIE_ATOL), side="left")
 
 
 def _bin_sums(

@@ -50,7 +50,19 @@ def _values(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {k: v.value for k, v in metrics.compute_all(probs, labels).items()}
 
 
-SETS = {"duplicates": lambda: _stored_set(0), "two classes": lambda: _stored_set(2, n_classes=2), "constant": _constant_set}
+def _on_an_edge_set(n: int = 60, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """float16 [0.8, 0.2] (0.7998 = 4 x 0.19995 exactly): normalised, the confidence is the bin edge 12/15."""
+    probs = np.tile(np.array([[0.8, 0.2]], dtype=np.float16), (n, 1))
+    assert calibration.normalise_stored(probs)[0, 0] == np.linspace(0, 1, 16)[12]
+    return probs, np.random.default_rng(seed).integers(0, 2, n)
+
+
+SETS = {
+    "duplicates": lambda: _stored_set(0),
+    "two classes": lambda: _stored_set(2, n_classes=2),
+    "constant": _constant_set,
+    "on a bin edge": _on_an_edge_set,
+}
 
 
 @pytest.mark.parametrize("name", SETS)
