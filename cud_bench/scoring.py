@@ -42,9 +42,10 @@ def scores(
     Raw scores use the stored values widened exactly to float64 and normalised
     (:func:`cud_bench.calibration.normalise_stored`: bit-identical everywhere);
     "ts" scores use :func:`cud_bench.calibration.scale_stored`; both take the
-    stored argmax as the predicted class. The runner's records and a release's recomputation go
-    through this one function, so they agree bit for bit on one machine and to
-    well under 1e-6 across machines (the metrics' tie groups absorb last-bit noise).
+    stored argmax as the predicted class. The runner's records and a release's
+    recomputation go through this one function, so they agree exactly on one
+    machine and to well under 1e-6 across machines (the metrics' tie groups
+    absorb the last-bit noise of numpy's SIMD ``power``).
     """
     probs = _stored(probs)
     raw, ts = (calibration.variant_probs(probs, temperature, v) for v in ("raw", "ts"))
