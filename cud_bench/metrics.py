@@ -824,6 +824,14 @@ def _weighted_mce(preds: Predictions, spec: MetricSpec, counts: np.ndarray) -> n
         return np.nanmax(np.where(count > 0, np.abs(hits - confidence) / count, np.nan), axis=1)
 
 
+def _weighted_smooth_ece(preds: Predictions, spec: MetricSpec, counts: np.ndarray) -> np.ndarray:
+    """Smooth ECE of each resample: a resampled example's residual deposited ``count`` times,
+    rescaled so that dividing by n divides by the resample's size. In chunks of resamples."""
+    residuals = counts * (preds.correct - preds.confidence) * (len(preds.confidence) / counts.sum(axis=1, keepdims=True))
+    chunks = range(0, len(counts), 200)  # (200, 8192) float64 arrays per FFT: ~13 MB
+    return np.concatenate([_smooth_ece(preds.confidence, residuals[i : i + 200], None) for i in chunks])
+
+
 def _uniform(spec: MetricSpec) -> bool:
     return spec.binning == "uniform"
 
@@ -835,6 +843,7 @@ WEIGHTED.register("brier", _mean_of(lambda p: p.sq_norm - 2 * p.true_prob + 1))
 WEIGHTED.register("mean_confidence", _mean_of(lambda p: p.confidence))
 WEIGHTED.register("ece", Weighted(_weighted_ece, _uniform))
 WEIGHTED.register("mce", Weighted(_weighted_mce, _uniform))
+WEIGHTED.register("smooth_ece", Weighted(_weighted_smooth_ece))
 
 
 def _percentiles(replicates: np.ndarray, level: float) -> tuple[float, float]:
