@@ -5,6 +5,9 @@ teacher's targets (the temperature-scaled-teacher baseline distils
 ``apply_temperature(teacher_logits, T)``) and as post-hoc calibration of any
 student, whose numbers are reported both raw and after it. Fitting on a test
 split would leak the labels the scores are computed on, so it is refused.
+
+Scores are computed from the float16 probabilities a run stores, never from
+logits: :func:`scale_stored` applies T to them reproducibly on every machine.
 """
 
 from __future__ import annotations
@@ -53,6 +56,77 @@ def fit_temperature(logits: Any, labels: Any, split: str = "validation") -> floa
 
 def apply_temperature(logits: Any, T: float) -> np.ndarray:
     """``softmax(logits / T)`` row-wise as float64 probabilities (n, C)."""
-    if not (math.isfinite(T) and T > 0):
-        raise ValueError(f"temperature must be a positive number, got {T}")
+    _check_temperature(T)
     return softmax(np.asarray(logits, dtype=np.float64) / T, axis=-1)
+
+
+def scale_stored(probs: Any, T: float) -> np.ndarray:
+    """Stored probabilities (n, C) after temperature ``T``, as float64: ``p**(1/T)`` normalised per row.
+
+    The same distribution as ``softmax(log(p) / T)``, computed so that it does not
+    depend on where a value sits: ``p**(1/T)`` is evaluated once per distinct
+    stored value (equal inputs give bit-equal outputs wherever they are, although
+    numpy's SIMD ``power`` may differ in the last bit between machines) and each
+    row is normalised by :func:`sorted_row_sum`. Rows equal up to a permutation
+    of their classes therefore give bit-equal results; TS keeps the order within
+    a row, so the predicted class is the stored one.
+    """
+    _check_temperature(T)
+    p = _stored_array(probs)
+    if T == 1:
+        return normalise_stored(p)
+    return _normalised(per_value(lambda v: np.power(v.astype(np.float64), 1.0 / T), p))
+
+
+def normalise_stored(probs: Any) -> np.ndarray:
+    """Stored probabilities (n, C) widened exactly to float64 and divided by their row sums
+    (:func:`sorted_row_sum`): float16 rows sum to 1 only within ~5e-4. Additions and a
+    division, each exactly rounded: bit-identical on every machine."""
+    return _normalised(_stored_array(probs).astype(np.float64))
+
+
+def variant_probs(probs: Any, T: float, variant: str) -> np.ndarray:
+    """The float64 probabilities a variant's scores are computed from: "raw", the stored values
+    normalised (:func:`normalise_stored`); "ts", :func:`scale_stored` at ``T``."""
+    if variant == "raw":
+        return normalise_stored(probs)
+    if variant == "ts":
+        return scale_stored(probs, T)
+    raise ValueError(f"unknown variant {variant!r}; expected 'raw' or 'ts'")
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    return x / sorted_row_sum(x)[:, None]
+
+
+def _stored_array(probs: Any) -> np.ndarray:
+    p = np.asarray(probs)
+    if p.ndim != 2 or not np.issubdtype(p.dtype, np.floating):
+        raise ValueError(f"probabilities must be a floating-point (n, C) array, got {p.dtype} {p.shape}")
+    return p
+
+
+def sorted_row_sum(x: np.ndarray) -> np.ndarray:
+    """(n,) each row of ``x`` (n, C) summed in ascending order, one column at a time.
+
+    numpy's own reductions may group the terms differently on other SIMD widths;
+    a chain of element-wise additions is exactly rounded, so this is bit-identical
+    everywhere and the same for any permutation of a row's entries.
+    """
+    ordered = np.sort(x, axis=1)
+    total = ordered[:, 0].copy()
+    for k in range(1, ordered.shape[1]):
+        total += ordered[:, k]
+    return total
+
+
+def per_value(function: Any, x: np.ndarray) -> np.ndarray:
+    """``function(x)`` evaluated once per distinct value of ``x``: equal inputs get bit-equal outputs
+    even where a vectorised ufunc would take another code path for some array positions."""
+    values, inverse = np.unique(x, return_inverse=True)
+    return np.asarray(function(values))[inverse.reshape(x.shape)]
+
+
+def _check_temperature(T: float) -> None:
+    if not (isinstance(T, (int, float, np.floating)) and math.isfinite(T) and T > 0):
+        raise ValueError(f"temperature must be a positive number, got {T}")

@@ -254,6 +254,12 @@ def _add_leaderboard(commands: Subparsers) -> None:
     verify = actions.add_parser("verify", parents=[common], help="recompute every stored score from the stored predictions")
     verify.add_argument("versions", nargs="*", help="releases to check (default: all)")
     verify.set_defaults(func=_cmd_leaderboard_verify)
+    rescore = actions.add_parser(
+        "rescore", parents=[common], help="recompute entries scored with an older scoring version (replacements, with a reason)"
+    )
+    rescore.add_argument("version", help="the release, e.g. 1.0.0")
+    rescore.add_argument("--reason", required=True, help="why, recorded in every replaced entry and in the release's notes")
+    rescore.set_defaults(func=_cmd_leaderboard_rescore)
     build = actions.add_parser("build", parents=[common], help="render LEADERBOARD.md, leaderboard.csv and index.html (+ figures)")
     build.add_argument("version", nargs="?", help="the release (default: the newest)")
     build.add_argument("--out", help="output folder (default: <release>/views)")
@@ -297,6 +303,14 @@ def _cmd_leaderboard_verify(args: argparse.Namespace) -> int:
     root = _releases_root(args)
     for version in args.versions or list_releases(root):
         print(f"release {version}: {verify(open_release(version, root))} scores match their predictions")
+    return 0
+
+
+def _cmd_leaderboard_rescore(args: argparse.Namespace) -> int:
+    from leaderboard.release import rescore
+    from leaderboard.store import open_release
+
+    print(rescore(open_release(args.version, _releases_root(args)), args.reason))
     return 0
 
 

@@ -11,30 +11,57 @@ Conventions (pinned by tests/test_metrics.py):
   rows summing to 1 within ``SUM_ATOL`` (so float16-stored probabilities pass);
   ``labels`` of shape (n,), integers in [0, C). numpy arrays or CPU torch
   tensors. Anything else raises one ``ValueError`` that names the problem.
-- The predicted class is the first class of maximal probability; its
-  probability is the confidence.
+- The predicted class is the first class of maximal probability (or a class
+  given by the caller: scoring passes the stored probabilities' argmax for their
+  temperature-scaled copies); its probability is the confidence.
+- Ties. Confidences (and OOD scores) form *tie groups*: sorted, a value joins
+  the previous one's group when within ``TIE_RTOL`` (relative) + ``TIE_ATOL``
+  of it. Values equal up to last-bit noise (the same stored row scored on two
+  machines, duplicate texts, a constant predictor) are one group; distinct
+  float16 values never are. Every rule that orders or bins confidences uses
+  the group's largest value, so a group is never split; a value within the
+  same tolerance above a bin edge counts as on the edge (normalised float16
+  rows such as [0.8, 0.2] sit exactly on k/15). So a last-bit change of any
+  probability moves a score only through the sums it enters (~1e-12).
 - Calibration errors are fractions in [0, 1]; views may multiply by 100.
 - Bins are half-open, (lo, hi], except that the first also holds 0: a
   confidence of exactly 1.0 falls in the last bin. ``uniform`` bins have equal
   width. ``quantile`` bins (equal mass) have inner edges at the i/n_bins
   empirical quantiles (inverted CDF) of the confidences, so without ties each
-  holds n/n_bins examples (+-1); tied confidences are never split, so a tie may
+  holds n/n_bins examples (+-1); a tie group is never split, so it may
   overfill one bin and leave another empty. Empty bins contribute nothing.
 - ECE = sum_b (n_b / n) |acc_b - conf_b|; MCE = max over non-empty bins of
   |acc_b - conf_b|.
+- Debiased CE (``debiased_ce/quantile/15/l2sq``; Kumar, Liang & Ma 2019) =
+  sum_b (n_b / n) [(acc_b - conf_b)^2 - acc_b (1 - acc_b) / (n_b - 1)] over
+  the top-label bins (equal-mass by default, as Kumar et al.), bins with
+  n_b < 2 contributing 0: the debiased estimate of the *squared* L2
+  calibration error, not clipped at 0 (so it is unbiased and may be slightly
+  negative); Kumar et al.'s published number is sqrt(max(0, value)).
+- Smooth ECE (``smooth_ece``; Blasiok & Nakkiran 2023) = smECE_s* with
+  smECE_s = integral over t in [0, 1] of |(1/n) sum_i K_s(t, c_i) (y_i - c_i)|,
+  c_i the confidence, y_i = 1[correct]; K_s is the Gaussian kernel of
+  bandwidth s reflected at 0 and 1 (the density of c + sZ folded into [0, 1]),
+  and s* is the fixed point smECE_s* = s* (unique: smECE_s decreases in s),
+  found by bisection on [0, 1] to 1e-12; the value is s*. Computed on a grid
+  of ``SMOOTH_GRID`` intervals (linear deposit, FFT smoothing, trapezoid).
 - Classwise ECE (Kull et al. 2019) = mean over classes k of the ECE of p_k
   against 1[y = k], over all n examples, in uniform bins.
 - Brier = mean over examples of sum_k (p_k - 1[y = k])^2, in [0, 2] (twice
   scikit-learn's binary ``brier_score_loss``).
 - NLL = mean of -ln max(p_y, NLL_EPS), in nats.
 - AURC = mean over coverages k/n, k = 1..n, of the error rate of the k most
-  confident examples (Geifman et al. 2018). Within a run of tied confidences
-  the errors are spread evenly (the expectation over random tie-breaking), so
-  AURC does not depend on example order.
+  confident examples (Geifman et al. 2018). Within a tie group the errors are
+  spread evenly (the expectation over random tie-breaking), so AURC does not
+  depend on example order.
+- OOD AUROC: Mann-Whitney U over the pooled scores' tie groups (ties count half).
 - Macro-F1 averages per-class F1 over the classes present in labels or
   predictions, as scikit-learn does.
 - Row sums use the array's precision (float32 or float64); sums over examples
   use float64.
+- Floors (:func:`floor`): a calibration score's mean (and upper quantile) over
+  labels drawn from the model's own probabilities: what a perfectly calibrated
+  model with the same confidences and n scores by sampling alone.
 """
 
 from __future__ import annotations
@@ -45,13 +72,22 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 from scipy.stats import rankdata
 
 from cud_bench.registry import Registry
 from cud_bench.specs import MetricSpec
 
+# Version of the definitions behind stored scores (leaderboard entries record it). 1: release
+# 1.0.0 as built, from log/softmax of the stored probabilities, ties split by last bits;
+# 2: from the stored float16 values directly, tie groups (this module's docstring).
+SCORING_VERSION = 2
 SUM_ATOL = 1e-3  # rows of probs must sum to 1 within this (float16 rounding is < 5e-4)
 NLL_EPS = 1e-12  # p_y is clipped here, so one example adds at most ~27.6 nats
+# Values closer than this are one tie group. Far above the last-bit noise of any
+# computation (~1e-13 relative), far below the spacing of distinct float16 values (~5e-4).
+TIE_RTOL = 1e-9
+TIE_ATOL = 1e-12
 STRATEGIES = ("uniform", "quantile")
 
 
@@ -82,20 +118,37 @@ class Predictions:
 
     probs: np.ndarray  # (n, C)
     labels: np.ndarray  # (n,) int64 in [0, C)
+    given_predicted: np.ndarray | None = None  # (n,) the predicted class, when known better than argmax(probs)
 
     @classmethod
-    def of(cls, probs: Any, labels: Any) -> Predictions:
-        return cls(*_checked(probs, labels))
+    def of(cls, probs: Any, labels: Any, predicted: Any = None) -> Predictions:
+        """Validated predictions; ``predicted`` (n,) overrides ``argmax(probs)`` (scoring passes the
+        stored probabilities' argmax for their temperature-scaled copies, which keep its order)."""
+        probs, labels = _checked(probs, labels)
+        if predicted is not None:
+            predicted = _numpy(predicted)
+            if predicted.shape != labels.shape or not np.issubdtype(predicted.dtype, np.integer):
+                raise ValueError(f"predicted must be {labels.shape[0]} integers, got {predicted.dtype} {predicted.shape}")
+            if predicted.min() < 0 or predicted.max() >= probs.shape[1]:
+                raise ValueError(f"predicted classes must be in [0, {probs.shape[1]})")
+            predicted = predicted.astype(np.int64, copy=False)
+        return cls(probs, labels, predicted)
 
     @functools.cached_property
     def predicted(self) -> np.ndarray:
-        """(n,) the first class of maximal probability."""
-        return self.probs.argmax(axis=1)
+        """(n,) the first class of maximal probability (or the given class)."""
+        return self.probs.argmax(axis=1) if self.given_predicted is None else self.given_predicted
 
     @functools.cached_property
     def confidence(self) -> np.ndarray:
         """(n,) probability of the predicted class."""
         return self.probs[np.arange(len(self.labels)), self.predicted].astype(np.float64)
+
+    @functools.cached_property
+    def tied_confidence(self) -> np.ndarray:
+        """(n,) each confidence replaced by the largest of its tie group (:func:`tie_representatives`):
+        what bins and rankings use, so that ties are never split."""
+        return tie_representatives(self.confidence)
 
     @functools.cached_property
     def true_prob(self) -> np.ndarray:
@@ -142,6 +195,8 @@ STANDARD_SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("mce", "uniform", 15, "max"),
     MetricSpec("aurc"),
     MetricSpec("mean_confidence"),
+    MetricSpec("debiased_ce", "quantile", 15, "l2sq"),
+    MetricSpec("smooth_ece"),
 )
 
 
@@ -150,9 +205,12 @@ def evaluate(spec: MetricSpec, preds: Predictions) -> MetricValue:
     return MetricValue(float(METRICS.get(spec.name)(preds, spec)), spec)
 
 
-def compute_all(probs: Any, labels: Any, specs: Sequence[MetricSpec] = STANDARD_SPECS) -> dict[str, MetricValue]:
-    """Every metric in ``specs``, keyed by spec id; the input is validated once."""
-    preds = Predictions.of(probs, labels)
+def compute_all(
+    probs: Any, labels: Any, specs: Sequence[MetricSpec] = STANDARD_SPECS, predicted: Any = None
+) -> dict[str, MetricValue]:
+    """Every metric in ``specs``, keyed by spec id; the input is validated once. ``predicted``:
+    see :meth:`Predictions.of`."""
+    preds = Predictions.of(probs, labels, predicted)
     return {spec.id: evaluate(spec, preds) for spec in specs}
 
 
@@ -245,10 +303,10 @@ def _mean_confidence(preds: Predictions, spec: MetricSpec) -> float:
 
 @METRICS.register("aurc")
 def _aurc(preds: Predictions, spec: MetricSpec) -> float:
-    order = np.argsort(-preds.confidence)
-    confidence, errors = preds.confidence[order], (~preds.correct[order]).astype(np.float64)
+    order = np.argsort(-preds.tied_confidence, kind="stable")
+    confidence, errors = preds.tied_confidence[order], (~preds.correct[order]).astype(np.float64)
     n = len(order)
-    starts = np.flatnonzero(np.r_[True, confidence[1:] != confidence[:-1]])  # runs of equal confidence
+    starts = np.flatnonzero(np.r_[True, confidence[1:] != confidence[:-1]])  # tie groups
     sizes = np.diff(np.r_[starts, n])
     run_errors = np.add.reduceat(errors, starts)
     errors_before = np.cumsum(run_errors) - run_errors
@@ -295,6 +353,81 @@ def _classwise_ece(preds: Predictions, spec: MetricSpec) -> float:
     return np.abs(hits - confidence).sum() / (n * n_classes)
 
 
+@METRICS.register("debiased_ce")
+def _debiased_ce(preds: Predictions, spec: MetricSpec) -> float:
+    _check_norm(spec, "l2sq")
+    _, count, confidence, hits = _top_label_bins(preds, spec.n_bins, spec.binning)
+    return _debiased_squared(count, confidence, hits)
+
+
+def _debiased_squared(count: np.ndarray, confidence: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """Debiased squared L2 calibration error from per-bin count, summed confidence and hits
+    (last axis: bins; leading axes broadcast): sum_b (n_b / n) [(acc_b - conf_b)^2 - acc_b (1 - acc_b) / (n_b - 1)],
+    bins with n_b < 2 contributing 0."""
+    full = count >= 2
+    safe = np.where(full, count, 2.0)
+    accuracy, mean_confidence = hits / safe, confidence / safe
+    term = (accuracy - mean_confidence) ** 2 - accuracy * (1 - accuracy) / (safe - 1)
+    return (np.where(full, count * term, 0.0)).sum(axis=-1) / count.sum(axis=-1)
+
+
+SMOOTH_GRID = 4096  # intervals of [0, 1] the residuals are deposited on: spacing 2.4e-4
+SMOOTH_ITERATIONS = 40  # bisection steps for the bandwidth fixed point: [0, 1] to 1e-12
+
+
+@METRICS.register("smooth_ece")
+def _smooth_ece(preds: Predictions, spec: MetricSpec) -> float:
+    return smooth_ece_at(preds.confidence, preds.correct, None)
+
+
+def smooth_ece_at(confidence: np.ndarray, correct: np.ndarray, sigma: float | None) -> float:
+    """Smooth ECE of top-label ``confidence`` against ``correct`` at bandwidth ``sigma``, or, with
+    None, at the fixed point sigma* = smECE_sigma* (then the value is sigma* itself)."""
+    residual = np.asarray(correct, dtype=np.float64) - np.asarray(confidence, dtype=np.float64)
+    return float(_smooth_ece(confidence, residual[None, :], sigma)[0])
+
+
+def _smooth_ece(confidence: np.ndarray, residuals: np.ndarray, sigma: float | None) -> np.ndarray:
+    """(D,) smooth ECE of D sets of ``residuals`` (D, n) = correct - confidence at the same ``confidence``.
+
+    Residuals are deposited on a grid of ``SMOOTH_GRID`` intervals of [0, 1] by
+    linear interpolation, mirrored into [-1, 0] (the even extension, period 2),
+    smoothed there by a Gaussian through its Fourier multiplier
+    exp(-2 pi^2 sigma^2 xi^2) (a periodic Gaussian on the even extension is the
+    Gaussian reflected at 0 and at 1), and |.| is integrated over [0, 1] by the
+    trapezoidal rule. The fixed point is found by bisection on [0, 1], all D at once.
+    """
+    n_grid = SMOOTH_GRID
+    spacing = 1.0 / n_grid
+    n = residuals.shape[1]
+    position = np.clip(np.asarray(confidence, dtype=np.float64), 0.0, 1.0) * n_grid
+    left = np.minimum(np.floor(position).astype(np.int64), n_grid - 1)
+    fraction = position - left
+    # the period-2 grid: points 0..2N-1 stand for u = j / N; u and -u (= 2 - u) carry the same mass
+    columns = np.concatenate([left, left + 1, (2 * n_grid - left) % (2 * n_grid), 2 * n_grid - left - 1])
+    weights = np.concatenate([1 - fraction, fraction] * 2)
+    deposit = sparse.csr_matrix((weights, (np.tile(np.arange(n), 4), columns)), shape=(n, 2 * n_grid))
+    spectrum = np.fft.rfft(np.asarray(deposit.T @ residuals.T).T, axis=1)  # (D, N + 1)
+    frequency = np.arange(spectrum.shape[1]) / 2.0  # cycles per unit length, period 2
+
+    def smece(s: np.ndarray) -> np.ndarray:
+        # frequencies whose multiplier is below e^-40 for every bandwidth in s are left out (zero)
+        kept = len(frequency) if s.min() <= 0 else min(len(frequency), int(2 * np.sqrt(20) / (np.pi * s.min())) + 2)
+        multiplier = np.exp(-2 * (np.pi * s[:, None] * frequency[:kept]) ** 2)
+        smoothed = np.fft.irfft(spectrum[:, :kept] * multiplier, n=2 * n_grid, axis=1)
+        inside = np.abs(smoothed[:, : n_grid + 1]) / spacing
+        return (inside.sum(axis=1) - (inside[:, 0] + inside[:, -1]) / 2) * spacing / n
+
+    if sigma is not None:
+        return smece(np.full(len(residuals), float(sigma)))
+    low, high = np.zeros(len(residuals)), np.ones(len(residuals))  # smECE_s - s decreases: >= 0 at 0, < 0 at 1
+    for _ in range(SMOOTH_ITERATIONS):
+        middle = (low + high) / 2
+        above = smece(middle) > middle
+        low, high = np.where(above, middle, low), np.where(above, high, middle)
+    return (low + high) / 2
+
+
 def _check_norm(spec: MetricSpec, norm: str) -> None:
     if spec.norm != norm:
         raise ValueError(f"metric {spec.name!r} is defined with norm {norm!r}, got spec {spec.id}")
@@ -332,8 +465,10 @@ def _bin_edges(n_bins: int, strategy: str, confidence: np.ndarray | None = None)
 
 
 def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin b holds (edges[b], edges[b + 1]]; 0 goes to the first bin, 1.0 to the last."""
-    return np.searchsorted(edges[1:-1], values, side="left")
+    """Bin b holds (edges[b], edges[b + 1]]; 0 goes to the first bin, 1.0 to the last. A value
+    within the tie tolerance above an edge counts as on it (a normalised [0.8, 0.2] row is 12/15
+    up to its last bit), so last-bit noise never moves a value across an edge."""
+    return np.searchsorted(edges[1:-1], values - (TIE_RTOL * np.abs(values) + TIE_ATOL), side="left")
 
 
 def _bin_sums(
@@ -345,10 +480,35 @@ def _bin_sums(
 
 
 def _top_label_bins(preds: Predictions, n_bins: int, strategy: str) -> tuple[np.ndarray, ...]:
-    """Edges, then per-bin count, summed confidence and number correct."""
-    edges = _bin_edges(n_bins, strategy, preds.confidence)
-    index = _bin_index(preds.confidence, edges)
+    """Edges, then per-bin count, summed confidence and number correct; a tie group goes
+    wholly into the bin of its largest confidence."""
+    edges, index = _top_label_index(preds, n_bins, strategy)
     return (edges, *_bin_sums(index, preds.confidence, preds.correct, (n_bins,)))
+
+
+def _top_label_index(preds: Predictions, n_bins: int, strategy: str) -> tuple[np.ndarray, np.ndarray]:
+    """Bin edges and each example's bin, from the tie groups' confidences."""
+    edges = _bin_edges(n_bins, strategy, preds.tied_confidence)
+    return edges, _bin_index(preds.tied_confidence, edges)
+
+
+def tie_representatives(values: np.ndarray) -> np.ndarray:
+    """Each value replaced by the largest value of its tie group.
+
+    Sorted values form one group while each is within ``TIE_RTOL`` (relative)
+    plus ``TIE_ATOL`` of the next: values that differ only in their last bits,
+    as the same stored probabilities scored on different machines may, are
+    treated as equal, so bins and ranks never split them.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    step = np.diff(ordered) > TIE_RTOL * np.abs(ordered[1:]) + TIE_ATOL
+    group = np.r_[0, np.cumsum(step)]
+    largest = ordered[np.r_[np.flatnonzero(step), len(ordered) - 1]]
+    out = np.empty_like(ordered)
+    out[order] = largest[group]
+    return out
 
 
 # -- out-of-distribution detection -----------------------------------------------------
@@ -360,10 +520,11 @@ def ood_auroc(in_scores: Any, out_scores: Any) -> float:
     In-distribution is the positive class and a higher score must mean "more
     in-distribution" (e.g. confidence; negate an entropy). The value is the
     probability that an in-distribution example outscores an OOD one, ties
-    counting half (the Mann-Whitney U statistic over n_in * n_out).
+    counting half (the Mann-Whitney U statistic over n_in * n_out). Ties are
+    tie groups of the pooled scores (:func:`tie_representatives`), as in AURC.
     """
     positive, negative = _scores(in_scores, "in_scores"), _scores(out_scores, "out_scores")
-    ranks = rankdata(np.concatenate([positive, negative]))  # ties get their average rank
+    ranks = rankdata(tie_representatives(np.concatenate([positive, negative])))  # ties get their average rank
     n_pos, n_neg = len(positive), len(negative)
     u = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
@@ -376,6 +537,116 @@ def _scores(scores: Any, name: str) -> np.ndarray:
     if not np.issubdtype(scores.dtype, np.number) or not np.isfinite(scores).all():
         raise ValueError(f"{name} must be finite numbers (no NaN or infinity)")
     return scores.astype(np.float64, copy=False)
+
+
+# -- floors: what a perfectly calibrated model with the same confidences would score ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Floor:
+    """A calibration score's floor: its mean (and spread) over labels drawn from the model's own
+    probabilities, i.e. for a perfectly calibrated model with the same confidences and n.
+
+    A calibration error within the floor is what sampling alone produces at this n."""
+
+    spec: MetricSpec
+    mean: float
+    std: float
+    quantile: float | None  # the ``level`` quantile of the simulated values (None if no level asked)
+    level: float | None
+    n_draws: int
+
+
+CALIBRATION_METRICS = ("ece", "mce", "classwise_ece", "debiased_ce", "smooth_ece")  # spec names with a floor
+
+
+def floor(
+    spec: MetricSpec | str,
+    probs: Any,
+    *,
+    seed: int,
+    n_draws: int = 200,
+    level: float | None = 0.95,
+    predicted: Any = None,
+) -> Floor:
+    """The floor of metric ``spec`` for predictions ``probs`` (n, C), by simulation.
+
+    Each of ``n_draws`` draws (from ``seed``) gives every example a label drawn
+    from its own row of ``probs`` (rows renormalised to sum to 1), and scores the
+    metric on the same probabilities with those labels. Top-label metrics (ECE,
+    MCE, debiased CE, smooth ECE: :data:`FLOORS`) only need whether the label is
+    the predicted class, drawn as Bernoulli(confidence), and score all draws at
+    once; other metrics (classwise ECE, ...) score each draw in turn. ``predicted`` as in :meth:`Predictions.of`.
+    """
+    spec = MetricSpec.from_id(spec) if isinstance(spec, str) else spec
+    if spec.name not in CALIBRATION_METRICS:
+        raise ValueError(f"a floor is defined for calibration errors ({', '.join(CALIBRATION_METRICS)}), not {spec.id!r}")
+    _require_int("seed", seed, minimum=0)
+    _require_int("n_draws", n_draws, minimum=2)
+    probs = _numpy(probs)
+    preds = Predictions.of(probs, np.zeros(len(probs), dtype=np.int64), predicted)
+    rng = np.random.default_rng(seed)
+    uniform = rng.random((n_draws, len(preds.labels)))
+    vectorised = FLOORS.get(spec.name) if spec.name in FLOORS else None
+    if vectorised is not None:
+        values = vectorised(preds, spec, uniform < preds.confidence)
+    else:
+        metric = METRICS.get(spec.name)
+        cumulative = np.cumsum(preds.probs, axis=1, dtype=np.float64)
+        cumulative /= cumulative[:, -1:]
+        values = np.empty(n_draws)
+        for d in range(n_draws):
+            labels = np.minimum((uniform[d][:, None] >= cumulative).sum(axis=1), probs.shape[1] - 1)
+            values[d] = metric(_with_labels(preds, labels), spec)
+    quantile = None
+    if level is not None:
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        quantile = float(np.quantile(values, level))
+    return Floor(spec, float(values.mean()), float(values.std(ddof=1)), quantile, level, n_draws)
+
+
+def _with_labels(preds: Predictions, labels: np.ndarray) -> Predictions:
+    """``preds`` with other labels, keeping the label-free summaries already computed."""
+    new = Predictions(preds.probs, labels, preds.given_predicted)
+    for name in ("predicted", "confidence", "tied_confidence", "sq_norm"):
+        new.__dict__[name] = getattr(preds, name)  # cached_property values live in __dict__
+    return new
+
+
+def _top_label_draws(preds: Predictions, spec: MetricSpec, correct: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-bin count (n_bins,), summed confidence (n_bins,) and hits (D, n_bins) for D draws of correctness."""
+    _, index = _top_label_index(preds, spec.n_bins, spec.binning)
+    onehot = np.zeros((len(index), spec.n_bins))
+    onehot[np.arange(len(index)), index] = 1.0
+    return onehot.sum(axis=0), preds.confidence @ onehot, correct.astype(np.float64) @ onehot
+
+
+def _ece_draws(preds: Predictions, spec: MetricSpec, correct: np.ndarray) -> np.ndarray:
+    _check_norm(spec, "l1")
+    count, confidence, hits = _top_label_draws(preds, spec, correct)
+    return np.abs(hits - confidence).sum(axis=1) / count.sum()
+
+
+def _mce_draws(preds: Predictions, spec: MetricSpec, correct: np.ndarray) -> np.ndarray:
+    _check_norm(spec, "max")
+    count, confidence, hits = _top_label_draws(preds, spec, correct)
+    full = count > 0
+    return np.max(np.abs(hits[:, full] - confidence[full]) / count[full], axis=1)
+
+
+def _debiased_draws(preds: Predictions, spec: MetricSpec, correct: np.ndarray) -> np.ndarray:
+    _check_norm(spec, "l2sq")
+    count, confidence, hits = _top_label_draws(preds, spec, correct)
+    return _debiased_squared(count, confidence, hits)
+
+
+# Top-label metrics scored on many draws of correctness (D, n) at once, for :func:`floor`.
+FLOORS: Registry[Callable[[Predictions, MetricSpec, np.ndarray], np.ndarray]] = Registry("metric floor")
+FLOORS.register("ece", _ece_draws)
+FLOORS.register("mce", _mce_draws)
+FLOORS.register("debiased_ce", _debiased_draws)
+FLOORS.register("smooth_ece", lambda preds, spec, correct: _smooth_ece(preds.confidence, correct - preds.confidence, None))
 
 
 # -- bootstrap -------------------------------------------------------------------------
@@ -536,7 +807,7 @@ def _mean_of(per_example: Callable[[Predictions], np.ndarray]) -> Weighted:
 
 def _uniform_bins(preds: Predictions, spec: MetricSpec, counts: np.ndarray) -> tuple[np.ndarray, ...]:
     """(R, n_bins) count, summed confidence and hits of top-label bins, per resample."""
-    index = _bin_index(preds.confidence, _bin_edges(spec.n_bins, "uniform"))
+    _, index = _top_label_index(preds, spec.n_bins, "uniform")
     onehot = np.zeros((len(index), spec.n_bins))
     onehot[np.arange(len(index)), index] = 1.0
     return counts @ onehot, counts @ (onehot * preds.confidence[:, None]), counts @ (onehot * preds.correct[:, None])
@@ -553,6 +824,14 @@ def _weighted_mce(preds: Predictions, spec: MetricSpec, counts: np.ndarray) -> n
         return np.nanmax(np.where(count > 0, np.abs(hits - confidence) / count, np.nan), axis=1)
 
 
+def _weighted_smooth_ece(preds: Predictions, spec: MetricSpec, counts: np.ndarray) -> np.ndarray:
+    """Smooth ECE of each resample: a resampled example's residual deposited ``count`` times,
+    rescaled so that dividing by n divides by the resample's size. In chunks of resamples."""
+    residuals = counts * (preds.correct - preds.confidence) * (len(preds.confidence) / counts.sum(axis=1, keepdims=True))
+    chunks = range(0, len(counts), 200)  # (200, 8192) float64 arrays per FFT: ~13 MB
+    return np.concatenate([_smooth_ece(preds.confidence, residuals[i : i + 200], None) for i in chunks])
+
+
 def _uniform(spec: MetricSpec) -> bool:
     return spec.binning == "uniform"
 
@@ -564,6 +843,7 @@ WEIGHTED.register("brier", _mean_of(lambda p: p.sq_norm - 2 * p.true_prob + 1))
 WEIGHTED.register("mean_confidence", _mean_of(lambda p: p.confidence))
 WEIGHTED.register("ece", Weighted(_weighted_ece, _uniform))
 WEIGHTED.register("mce", Weighted(_weighted_mce, _uniform))
+WEIGHTED.register("smooth_ece", Weighted(_weighted_smooth_ece))
 
 
 def _percentiles(replicates: np.ndarray, level: float) -> tuple[float, float]:

@@ -36,7 +36,7 @@ from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
 from cud_bench.records import CellKey, is_done, provenance, stale_reason, suite_settings_hash, write_record
 from cud_bench.recipes import TeacherOutputs
-from cud_bench.scoring import ECE, ShiftSets, corruption_summary, scores
+from cud_bench.scoring import ECE, ShiftSets, corruption_summary, scores, stored_probs
 from cud_bench.suites import SuiteSpec, check_names, model_presets
 from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit, prepare_task
 from cud_bench.teachers import TeacherStore
@@ -237,7 +237,7 @@ def run_cell(
         wall["targets"] = time.perf_counter() - clock
         teacher_part = {
             "recipe": method.teacher.label,
-            "clean": scores(teacher.logits["test"], data.test.labels, teacher.temperature),
+            "clean": scores(stored_probs(teacher.logits["test"]), data.test.labels, teacher.temperature),
             "shifts": teachers.shift_scores(data, method.teacher, cell.seed, shift_sets),
             "train_accuracy": float(np.mean(teacher.logits["train"].argmax(1) == data.train.labels)),
             "targets": {
@@ -257,7 +257,8 @@ def run_cell(
     val_logits = predict_logits(arch, model, inputs(arch, data.validation.texts))
     test_logits = predict_logits(arch, model, inputs(arch, data.test.texts))
     T = calibration.fit_temperature(val_logits, data.validation.labels, split="validation")
-    clean = scores(test_logits, data.test.labels, T)
+    test_probs = stored_probs(test_logits)
+    clean = scores(test_probs, data.test.labels, T)
     shift_scores, shift_predictions = shift_sets.score(arch, model, test_logits, T, inputs)
     student_part = {
         "clean": clean,
@@ -273,7 +274,7 @@ def run_cell(
         "provenance": provenance(wall),
     }
     predictions = {
-        "clean/probs": calibration.apply_temperature(test_logits, 1.0),
+        "clean/probs": test_probs,
         "clean/labels": data.test.labels,
         **shift_predictions,
     }

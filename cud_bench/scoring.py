@@ -1,12 +1,15 @@
 """Scoring a trained model: the clean test set and every shifted set, raw and after post-hoc TS.
 
 The temperature is fitted on clean validation data only and reused under shift, never refitted.
+Scores are computed from the float16 probabilities that are stored (:func:`stored_probs`), so a
+record's numbers and a release's recomputed ones come from the same inputs and code.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -14,6 +17,7 @@ import torch
 
 from cud_bench import calibration, metrics
 from cud_bench.models.architectures import Architecture
+from cud_bench.specs import MetricSpec
 from cud_bench.suites import SuiteSpec
 from cud_bench.taskdata import Inputs, TaskData
 from cud_bench.train import predict_logits
@@ -24,35 +28,97 @@ if TYPE_CHECKING:
 ECE = "ece/uniform/15/l1"
 
 
-def scores(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, Any]:
-    """Every standard metric raw and after post-hoc temperature scaling (T fitted on clean validation data)."""
-    raw = calibration.apply_temperature(logits, 1.0)
-    ts = calibration.apply_temperature(logits, temperature)
+def stored_probs(logits: np.ndarray) -> np.ndarray:
+    """The float16 probabilities a run stores for ``logits``, and the only input of its scores."""
+    return calibration.apply_temperature(logits, 1.0).astype(np.float16)
+
+
+def scores(
+    probs: np.ndarray, labels: np.ndarray, temperature: float, specs: Sequence[MetricSpec] = metrics.STANDARD_SPECS
+) -> dict[str, Any]:
+    """Every metric in ``specs``, raw and after post-hoc temperature scaling (T fitted on clean
+    validation data), from the stored float16 ``probs`` (:func:`stored_probs`).
+
+    Raw scores use the stored values widened exactly to float64 and normalised
+    (:func:`cud_bench.calibration.normalise_stored`: bit-identical everywhere);
+    "ts" scores use :func:`cud_bench.calibration.scale_stored`; both take the
+    stored argmax as the predicted class. The runner's records and a release's
+    recomputation go through this one function, so they agree exactly on one
+    machine and to well under 1e-6 across machines (the metrics' tie groups
+    absorb the last-bit noise of numpy's SIMD ``power``).
+    """
+    probs = _stored(probs)
+    raw, ts = (calibration.variant_probs(probs, temperature, v) for v in ("raw", "ts"))
+    predicted = probs.argmax(axis=1)
     return {
-        "raw": {k: v.value for k, v in metrics.compute_all(raw, labels).items()},
-        "ts": {k: v.value for k, v in metrics.compute_all(ts, labels).items()},
+        "raw": {k: v.value for k, v in metrics.compute_all(raw, labels, specs, predicted).items()},
+        "ts": {k: v.value for k, v in metrics.compute_all(ts, labels, specs, predicted).items()},
         "temperature": temperature,
         "n": int(len(labels)),
     }
 
 
-def ood_scores(in_logits: np.ndarray, out_logits: np.ndarray, temperature: float) -> dict[str, Any]:
-    """Out-of-scope detection: AUROC of max-probability and of negative entropy (in-scope = positive),
-    and the mean confidence on out-of-scope inputs; raw and after post-hoc temperature scaling."""
+def floors(
+    probs: np.ndarray,
+    temperature: float,
+    specs: Sequence[MetricSpec] = metrics.STANDARD_SPECS,
+    *,
+    seed: int,
+    n_draws: int = 200,
+    level: float | None = 0.95,
+) -> dict[str, dict[str, metrics.Floor]]:
+    """``{"raw"|"ts": {metric id: Floor}}`` for the calibration metrics among ``specs``, on the
+    stored float16 ``probs``, each variant's probabilities as :func:`scores` scores them."""
+    probs = _stored(probs)
+    predicted = probs.argmax(axis=1)
+    chosen = [s for s in specs if s.name in metrics.CALIBRATION_METRICS]
+    return {
+        variant: {
+            s.id: metrics.floor(s, p, seed=seed, n_draws=n_draws, level=level, predicted=predicted) for s in chosen
+        }
+        for variant, p in ((v, calibration.variant_probs(probs, temperature, v)) for v in ("raw", "ts"))
+    }
 
-    def one(T: float) -> dict[str, float]:
-        p_in, p_out = calibration.apply_temperature(in_logits, T), calibration.apply_temperature(out_logits, T)
+
+def ood_scores(in_probs: np.ndarray, out_probs: np.ndarray, temperature: float) -> dict[str, Any]:
+    """Out-of-scope detection from stored float16 probabilities: AUROC of max-probability and of
+    negative entropy (in-scope = positive), and the mean confidence on out-of-scope inputs; raw
+    and after post-hoc temperature scaling, each computed as in :func:`scores`."""
+    in_probs, out_probs = _stored(in_probs, "in_probs"), _stored(out_probs, "out_probs")
+
+    def one(T: float | None) -> dict[str, float]:
+        variant = "raw" if T is None else "ts"
+        p_in, p_out = (calibration.variant_probs(p, T, variant) for p in (in_probs, out_probs))
+        msp_in, msp_out = (_top(p, stored) for p, stored in ((p_in, in_probs), (p_out, out_probs)))
         return {
-            "ood_auroc/msp": metrics.ood_auroc(p_in.max(1), p_out.max(1)),
+            "ood_auroc/msp": metrics.ood_auroc(msp_in, msp_out),
             "ood_auroc/entropy": metrics.ood_auroc(-_entropy(p_in), -_entropy(p_out)),
-            "ood_mean_confidence": float(p_out.max(1).mean()),
+            "ood_mean_confidence": float(msp_out.mean()),
         }
 
-    return {"raw": one(1.0), "ts": one(temperature), "temperature": temperature, "n": int(len(out_logits))}
+    return {"raw": one(None), "ts": one(temperature), "temperature": temperature, "n": int(len(out_probs))}
+
+
+def _top(probs: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """(n,) the probability of the stored argmax (the predicted class, raw and after TS)."""
+    return probs[np.arange(len(probs)), stored.argmax(axis=1)]
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
-    return -(p * np.log(np.clip(p, 1e-12, None))).sum(1)
+    """Row entropies in nats, ``-sum p ln p`` (0 ln 0 = 0), the same for equal rows wherever they
+    are: the logarithm is taken once per distinct value and each row summed in sorted order."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = calibration.per_value(lambda v: np.where(v > 0, -v * np.log(v), 0.0), p)
+    return calibration.sorted_row_sum(terms)
+
+
+def _stored(probs: Any, name: str = "probs") -> np.ndarray:
+    probs = np.asarray(probs)
+    if probs.dtype != np.float16 or probs.ndim != 2:
+        raise ValueError(
+            f"{name} must be the stored float16 probabilities (n, C) (scoring.stored_probs(logits)), got {probs.dtype} {probs.shape}"
+        )
+    return probs
 
 
 class ShiftSets:
@@ -97,24 +163,25 @@ class ShiftSets:
         """Scores per ``{shift id: {severity: Scores}}`` and the per-example probabilities to store."""
         results: dict[str, dict[str, Any]] = collections.defaultdict(dict)
         predictions: dict[str, np.ndarray] = {}
+        test_probs = stored_probs(test_logits)
         for shifted in self.sets:
             key = f"shift/{shifted.shift}/{shifted.severity}"
             if shifted.kind == "subset":
                 rows = np.asarray(shifted.indices, dtype=np.int64)
                 results[shifted.shift][str(shifted.severity)] = {
-                    **scores(test_logits[rows], self.data.test.labels[rows], T),
+                    **scores(test_probs[rows], self.data.test.labels[rows], T),
                     "kind": "subset",
                 }
                 predictions[f"{key}/rows"] = rows
                 continue
-            logits = predict_logits(arch, model, inputs(arch, shifted.texts))
+            probs = stored_probs(predict_logits(arch, model, inputs(arch, shifted.texts)))
             if shifted.kind == "labelled":
                 labels = np.asarray(shifted.labels, dtype=np.int64)
-                results[shifted.shift][str(shifted.severity)] = {**scores(logits, labels, T), "kind": "labelled"}
+                results[shifted.shift][str(shifted.severity)] = {**scores(probs, labels, T), "kind": "labelled"}
                 predictions[f"{key}/labels"] = labels
             else:
-                results[shifted.shift][str(shifted.severity)] = {**ood_scores(test_logits, logits, T), "kind": "out-of-scope"}
-            predictions[f"{key}/probs"] = calibration.apply_temperature(logits, 1.0)
+                results[shifted.shift][str(shifted.severity)] = {**ood_scores(test_probs, probs, T), "kind": "out-of-scope"}
+            predictions[f"{key}/probs"] = probs
         return dict(results), predictions
 
 

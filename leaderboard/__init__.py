@@ -1,7 +1,7 @@
 """The versioned leaderboard: releases of verified results, their statistics and their views.
 
 - :mod:`leaderboard.entry`: one cell's entry, scored from its stored predictions
-  (layout documented field by field in ``schema/entry-v1.json``);
+  (layout documented field by field in ``schema/entry-v2.json``);
 - :mod:`leaderboard.upgrade`: reading entries of older layouts;
 - :mod:`leaderboard.store`: a release folder, append-only, atomic, locked;
 - :mod:`leaderboard.versions`: the benchmark version and its spec manifest;

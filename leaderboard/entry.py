@@ -4,14 +4,16 @@ An entry is built from a runner record (:mod:`cud_bench.records`) and its
 ``.npz`` of float16 per-example probabilities. Its scores are **computed from
 those stored predictions**, by the runner's own scoring functions, not copied
 from the record (which scored float32 logits): so anyone holding a release can
-recompute every committed number exactly (:func:`score_predictions`), and CI
-does (:func:`leaderboard.release.verify`). The two differ only by float16
-rounding of the probabilities.
+recompute every committed number (:func:`score_predictions`), and CI does
+(:func:`leaderboard.release.verify`). Since scoring version 2 the runner scores
+the same float16 probabilities it stores, so record and entry agree exactly.
 
-Entry layout (``schema_version`` 1; ``schema/entry-v1.json`` is the normative
+Entry layout (``schema_version`` 2; ``schema/entry-v2.json`` is the normative
 field-by-field description, and every file is validated against it)::
 
-    schema_version  1
+    schema_version  2
+    scoring         the scoring version the scores were computed with
+                    (:data:`cud_bench.metrics.SCORING_VERSION`; schema-1 entries read as 1)
     cell            {suite, task, method, seed, protocol, student}: the cell's key
     specs           {task, method, suite, teacher_arch, student_arch}: spec hashes (12 hex);
                     "suite" hashes the suite's settings only (see SUITE_SELECTION_FIELDS)
@@ -52,9 +54,10 @@ import jsonschema
 import numpy as np
 
 from cud_bench.errors import CudBenchError
+from cud_bench.metrics import SCORING_VERSION
 from cud_bench.records import SUITE_SELECTION_FIELDS, suite_settings_hash  # noqa: F401  (one home: resume uses them too)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DECIMALS = 4  # stored scores are rounded to this many places: 0.01 percentage points
 CLEAN = "clean"
 POOL = "pool"
@@ -90,6 +93,7 @@ def from_record(record: dict[str, Any], predictions_path: Path) -> dict[str, Any
     teacher = record.get("teacher")
     return {
         "schema_version": SCHEMA_VERSION,
+        "scoring": SCORING_VERSION,
         "cell": record["cell"],
         "specs": {
             "task": specs["task"]["hash"],
@@ -120,27 +124,33 @@ def _teacher(teacher: dict[str, Any], metric_ids: list[str]) -> dict[str, Any]:
 
 
 def score_predictions(
-    arrays: dict[str, np.ndarray], temperature: float, shifts: dict[str, dict[str, str]]
+    arrays: dict[str, np.ndarray],
+    temperature: float,
+    shifts: dict[str, dict[str, str]],
+    classification: list[str] | None = None,
 ) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
     """Every set's scores, raw and after ``temperature``, from stored probabilities.
 
     ``arrays`` has the runner's keys (``clean/probs``, ``clean/labels``,
-    ``shift/<id>/<severity>/probs|labels|rows``). The runner's scoring functions
-    take logits; ``log p`` differs from the logits by a per-row constant, so it
-    gives exactly the same (temperature-scaled) distributions. Returns
+    ``shift/<id>/<severity>/probs|labels|rows``); they are scored by the
+    runner's own functions (:mod:`cud_bench.scoring`). ``classification`` names
+    the classification metric ids to compute (default: the standard ones; an
+    existing entry's own list when it is verified or re-scored). Returns
     (metric ids per scoring, sets), values rounded to ``DECIMALS`` places.
     """
+    from cud_bench.metrics import STANDARD_SPECS
     from cud_bench.scoring import ood_scores, scores  # heavy (torch): only when scoring
+    from cud_bench.specs import MetricSpec
 
+    specs = STANDARD_SPECS if classification is None else [MetricSpec.from_id(m) for m in classification]
     computed = {}
     for set_id in set_ids(arrays, shifts):
         kind = set_kind(set_id, shifts)
         if kind == "out-of-scope":
-            out = arrays[f"shift/{set_id}/probs"]
-            result = ood_scores(log_probs(arrays["clean/probs"]), log_probs(out), temperature)
+            result = ood_scores(arrays["clean/probs"], arrays[f"shift/{set_id}/probs"], temperature)
         else:
             probs, labels = set_probs(arrays, set_id, shifts)
-            result = scores(log_probs(probs), labels, temperature)
+            result = scores(probs, labels, temperature, specs)
         computed[set_id] = {**result, "kind": kind}
     metrics: dict[str, list[str]] = {"classification": [], "detection": []}
     for result in computed.values():
@@ -209,12 +219,6 @@ def set_ids_of_family(arrays: dict[str, np.ndarray], family: str, shifts: dict[s
         for s in set_ids(arrays, shifts)
         if "@" in s and shifts[s.split("/")[0]]["family"] == family and set_kind(s, shifts) in POOLED_KINDS
     ]
-
-
-def log_probs(probs: np.ndarray) -> np.ndarray:
-    """``log p`` in float64, as logits for the runner's scoring (a float16 zero becomes -inf, then 0 again)."""
-    with np.errstate(divide="ignore"):
-        return np.log(probs.astype(np.float64))
 
 
 def _shift_info(record: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -326,7 +330,7 @@ def dumps(entry: dict[str, Any]) -> bytes:
 
 def validate(entry: Any, source: Path | str) -> None:
     """Check ``entry`` against the shipped JSON schema and the rules JSON Schema cannot say."""
-    check_schema(entry, "entry-v1.json", source)
+    check_schema(entry, f"entry-v{SCHEMA_VERSION}.json", source)
     for set_id, s in entry["sets"].items():
         width = len(entry["metrics"][SCORING[s["kind"]]])
         if len(s["raw"]) != width or len(s["ts"]) != width:

@@ -2,7 +2,9 @@
 
 :func:`import_run` turns a runner output folder into entries of the release of
 the current benchmark version; :func:`verify` recomputes every stored score from
-the stored predictions (CI runs it on every committed release).
+the stored predictions (CI runs it on every committed release); :func:`rescore`
+recomputes, through the store's replacement, the scores of entries written with
+an older scoring version (:data:`cud_bench.metrics.SCORING_VERSION`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Iterator
 
 from cud_bench.errors import CudBenchError
 from cud_bench.records import read_record
+from cud_bench.metrics import SCORING_VERSION
 from leaderboard import entry as entry_format
 from leaderboard import versions
 from leaderboard.store import DEFAULT_ROOT, Release, create_release
@@ -141,12 +144,19 @@ def verify(release: Release) -> int:
     in the release folder that the index does not name.
     """
     checked, problems = 0, []
+    index = release.index()
     for entry in release.entries():
-        metrics, sets = entry_format.score_predictions(release.predictions(entry), entry["temperature"], entry["shifts"])
+        stem = entry_format.stem(entry["cell"])
+        where = release.entry_path(stem, index["entries"][stem])
+        if entry["scoring"] != SCORING_VERSION:
+            problems.append(
+                f"{where}: scored with scoring version {entry['scoring']}, this code scores version {SCORING_VERSION}; "
+                f"re-score the release: cud-bench leaderboard rescore {release.version} --reason REASON"
+            )
+            continue
+        metrics, sets = _rescored(release, entry)
         n, found = _compare(entry, metrics, sets)
         checked += n
-        stem = entry_format.stem(entry["cell"])
-        where = release.entry_path(stem, release.index()["entries"][stem])
         problems += [f"{where}: {p}" for p in found]
     problems += [f"{p}: named by no entry of {release.index_path}, so not part of the release; delete it" for p in release.unlisted()]
     if problems:
@@ -160,6 +170,64 @@ def verification_error(version: str, problems: list[str]) -> CudBenchError:
         f"{len(problems)} problem(s) in release {version}: stored scores that differ from their predictions, "
         "or files outside the release:\n  " + "\n  ".join(problems)
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class RescoreSummary:
+    release: Release
+    replaced: int  # entries re-written
+    scores: int  # stored scores recomputed
+    changed: int  # of which the stored (rounded) value changed
+    max_change: dict[str, float]  # metric id -> largest absolute change of a stored value
+
+    def __str__(self) -> str:
+        lines = [
+            f"release {self.release.version}: {self.replaced} entries re-scored with scoring version {SCORING_VERSION}; "
+            f"{self.changed} of {self.scores} stored scores changed"
+        ]
+        lines += [f"  {metric}: max |change| {change:.4f}" for metric, change in sorted(self.max_change.items())]
+        return "\n".join(lines)
+
+
+def rescore(release: Release, reason: str) -> RescoreSummary:
+    """Recompute from its stored predictions every entry scored with an older scoring version, and
+    replace it through the store (one commit, ``reason`` recorded in each entry, a note in the index).
+
+    An entry keeps its metric list (no metric is added) and its predictions; its
+    other fields are unchanged except ``schema_version`` and ``scoring``. The
+    teacher's reported scores are not recomputable (its predictions are not
+    stored) and stay as they were.
+    """
+    if not reason or not reason.strip():
+        raise CudBenchError("say why the release is re-scored (--reason)")
+    new_entries, scores, changed = [], 0, 0
+    max_change: dict[str, float] = collections.defaultdict(float)
+    for entry in release.entries():
+        if entry["scoring"] == SCORING_VERSION:
+            continue
+        metrics, sets = _rescored(release, entry)
+        if metrics != {k: entry["metrics"][k] for k in metrics} or set(sets) != set(entry["sets"]):
+            raise CudBenchError(f"{entry_format.stem(entry['cell'])}: its predictions no longer give its sets and metrics; cannot re-score it")
+        for set_id, stored in entry["sets"].items():
+            ids = entry["metrics"][entry_format.SCORING[stored["kind"]]]
+            for variant in entry_format.VARIANTS:
+                for metric, old, new in zip(ids, stored[variant], sets[set_id][variant], strict=True):
+                    scores += 1
+                    changed += old != new
+                    max_change[metric] = max(max_change[metric], abs(new - old))
+        new_entries.append({**entry, "schema_version": entry_format.SCHEMA_VERSION, "scoring": SCORING_VERSION, "sets": sets})
+    note = (
+        f"{len(new_entries)} entries re-scored from their stored predictions with scoring version {SCORING_VERSION} "
+        f"(cud_bench/metrics.py): {reason.strip()}"
+    )
+    replaced = release.replace(new_entries, reason.strip(), note) if new_entries else 0
+    return RescoreSummary(release, replaced, scores, changed, dict(max_change))
+
+
+def _rescored(release: Release, entry: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """An entry's metrics and sets recomputed from its predictions, for its own classification metrics."""
+    arrays = release.predictions(entry)
+    return entry_format.score_predictions(arrays, entry["temperature"], entry["shifts"], entry["metrics"]["classification"])
 
 
 def _compare(entry: dict[str, Any], metrics: dict[str, list[str]], sets: dict[str, Any]) -> tuple[int, list[str]]:

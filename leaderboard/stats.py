@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from cud_bench.calibration import apply_temperature
+from cud_bench.calibration import variant_probs
 from cud_bench.metrics import METRICS, bootstrap_interval, paired_bootstrap
 from cud_bench.specs import MetricSpec, content_hash
 from leaderboard import entry as entry_format
@@ -256,7 +256,7 @@ def stack_seeds(seeds: list[tuple[dict[str, np.ndarray], dict[str, Any]]], set_i
         if labels is not None and not np.array_equal(labels, y):
             return Stacked(np.empty(0), np.empty(0), np.empty(0), "seeds were scored on different examples")
         labels = y
-        probs.append(apply_temperature(entry_format.log_probs(p), e["temperature"] if variant == "ts" else 1.0))
+        probs.append(variant_probs(p, e["temperature"], variant))
     return Stacked(np.stack(probs), labels, entry_format.set_groups(arrays, set_id, e["shifts"]))
 
 

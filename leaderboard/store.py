@@ -15,8 +15,11 @@ Promises:
 
 - **Append-only.** Adding a cell that is present with different results is
   refused unless the caller gives a replacement reason, which the new entry
-  records (``replaces``, with the replaced file's sha256). Re-adding the same
-  results (only provenance differs) writes nothing.
+  records (``replaces``, with the replaced file's sha256); the replaced file
+  is deleted (its sha256 identifies it in git history). Re-adding the same
+  results (only provenance differs) writes nothing. :meth:`Release.replace`
+  re-writes many entries over their existing predictions in one commit (how
+  a release is re-scored), and may add a line to the index's ``notes``.
 - **Atomic.** Each file is written to a temporary name and renamed into place:
   the new predictions, then the new entry, then the index, which commits the
   change; the superseded files go last. A crash at any point leaves the old
@@ -145,14 +148,59 @@ class Release:
             write_bytes_atomic(self.entry_path(stem, sha), text)
             index["entries"][stem] = sha
             _write_index(self.index_path, index)  # the commit
-            for old in (self.path / "entries").glob(f"{stem}-*"):
-                if old != self.entry_path(stem, sha):
-                    old.unlink()
+            self._drop_superseded(stem, sha)
             if previous is not None and previous["predictions"]["file"] != entry["predictions"]["file"]:
                 others = {self._load(s, h)["predictions"]["file"] for s, h in index["entries"].items() if s != stem}
                 if previous["predictions"]["file"] not in others:  # shared files stay while an entry names them
                     (self.path / previous["predictions"]["file"]).unlink(missing_ok=True)
         return status
+
+    def replace(self, entries: list[dict[str, Any]], reason: str, note: str | None = None) -> int:
+        """Replace present cells by ``entries`` that keep their predictions file, in one commit;
+        returns how many changed (an entry with the same results is skipped).
+
+        Each new entry records ``reason`` and the replaced file's sha256 in
+        ``replaces``; the replaced files are deleted after the index commits.
+        ``note`` (when anything changed) is appended to the index's ``notes``.
+        """
+        if not reason or not reason.strip():
+            raise CudBenchError("a replacement reason must say why (got an empty string)")
+        with self._lock():
+            index = self.index()
+            staged = []
+            for entry in entries:
+                source = f"entry for cell {entry.get('cell')}"
+                entry_format.validate(entry, source)
+                stem = entry_format.stem(entry["cell"])
+                if stem not in index["entries"]:
+                    raise CudBenchError(f"release {self.version} has no entry {stem!r} to replace")
+                previous = self._load(stem, index["entries"][stem])
+                if previous["predictions"] != entry["predictions"]:
+                    raise CudBenchError(f"the new {source} names other predictions; add it with its predictions file instead")
+                if _result(previous) == _result(entry):
+                    continue
+                replaced = {"previous": index["entries"][stem], "reason": reason}
+                staged.append((stem, entry_format.dumps({**entry, "replaces": [*previous.get("replaces", []), replaced]})))
+            if not staged:
+                return 0
+            for stem, text in staged:  # every entry checked before anything is written
+                index["entries"][stem] = hashlib.sha256(text).hexdigest()
+                write_bytes_atomic(self.entry_path(stem, index["entries"][stem]), text)
+            if note:
+                index["notes"] = [*index.get("notes", []), note]
+            _write_index(self.index_path, index)  # the commit
+            for stem, _ in staged:
+                self._drop_superseded(stem, index["entries"][stem])
+        return len(staged)
+
+    def notes(self) -> list[str]:
+        """The release's notes: what was done to it after it was built (e.g. a re-scoring), oldest first."""
+        return list(self.index().get("notes", []))
+
+    def _drop_superseded(self, stem: str, sha256: str) -> None:
+        for old in (self.path / "entries").glob(f"{stem}-*"):
+            if old != self.entry_path(stem, sha256):
+                old.unlink()
 
     def _load(self, stem: str, sha256: str) -> dict[str, Any]:
         path = self.entry_path(stem, sha256)

@@ -25,6 +25,12 @@ shifts were recorded; scores on the clean test set only, flat keys)::
 
 Every version-0 entry used in-sample targets (the paper's protocol, the only
 one then); its teacher and training card were not recorded (null).
+
+Version 1 is version 2 without ``scoring``: its scores were computed with
+scoring version 1 (log/softmax of the stored probabilities; ties split by their
+last bits), so it upgrades to ``scoring: 1``. Upgrading a layout never changes
+a number; re-scoring an entry with the current definitions is a replacement
+through the store (``cud-bench leaderboard rescore``), with a reason.
 """
 
 from __future__ import annotations
@@ -99,5 +105,9 @@ def _v0_to_v1(old: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _v1_to_v2(old: dict[str, Any]) -> dict[str, Any]:
+    return {**old, "schema_version": 2, "scoring": 1}
+
+
 # STEPS[v] turns a version-v entry into a version-(v + 1) one.
-STEPS: tuple[Callable[[dict[str, Any]], dict[str, Any]], ...] = (_v0_to_v1,)
+STEPS: tuple[Callable[[dict[str, Any]], dict[str, Any]], ...] = (_v0_to_v1, _v1_to_v2)

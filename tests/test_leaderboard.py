@@ -28,7 +28,7 @@ from cud_bench.specs import content_hash
 from leaderboard import entry as entry_format
 from leaderboard import stats, versions, views
 from leaderboard.diff import diff_releases
-from leaderboard.release import import_run, verify
+from leaderboard.release import import_run, rescore, verify
 from leaderboard.store import DEFAULT_ROOT, create_release, open_release
 from leaderboard.upgrade import upgrade
 
@@ -205,7 +205,8 @@ def test_import_then_verify_recomputes_every_stored_score(release):
     entries = release.entries()
     assert len(entries) == len(METHODS) * len(SEEDS)
     n_sets = 1 + 2 + 1 + 1 + 1  # clean, typo x2, tail, unknown-intents, pool/corruption
-    assert verify(release) == len(entries) * 2 * (10 * (n_sets - 1) + 3)
+    assert verify(release) == len(entries) * 2 * (len(metrics.STANDARD_SPECS) * (n_sets - 1) + 3)
+    assert {e["scoring"] for e in entries} == {metrics.SCORING_VERSION}
 
 
 def test_verify_names_an_entry_whose_scores_differ_from_its_predictions(release, records):
@@ -308,8 +309,8 @@ def _rewrite_entry(release, text: bytes) -> Path:
     [
         (lambda r: _entry_file(r).write_bytes(_entry_file(r).read_bytes().replace(b'"seed":0', b'"seed":7')), "does not match the sha256"),
         (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes()[:100]), "is not valid JSON"),
-        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"kind":"labelled"', b'"kind":"typo"', 1)), "does not match the schema entry-v1.json at sets/"),
-        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"schema_version":1', b'"schema_version":2')), "newer than this cud-bench reads"),
+        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"kind":"labelled"', b'"kind":"typo"', 1)), "does not match the schema entry-v2.json at sets/"),
+        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"schema_version":2', b'"schema_version":3')), "newer than this cud-bench reads"),
         (lambda r: (r.path / json.loads(_entry_file(r).read_bytes())["predictions"]["file"]).unlink(), "predictions file .* is missing"),
         (lambda r: r.index_path.write_text("{"), "cannot read release index"),
     ],
@@ -380,7 +381,52 @@ def test_a_version_0_entry_upgrades_loads_and_verifies(tmp_path):
     shutil.copy(FIXTURES / "entry-v0.npz", release.path / new["predictions"]["file"])
     release.index_path.write_text(json.dumps({"format": 1, "version": "0.1.0", "benchmark": {}, "entries": {stem: sha}}))
     assert release.entries() == [new]
+    with pytest.raises(CudBenchError, match="scored with scoring version 1, this code scores version 2; re-score"):
+        verify(release)
+    summary = rescore(release, "test: scoring version 2")
+    assert (summary.replaced, summary.scores) == (1, 8)
     assert verify(release) == 8
+    assert release.entries()[0]["replaces"] == [{"previous": sha, "reason": "test: scoring version 2"}]
+    assert release.unlisted() == []
+
+
+def test_a_schema_1_entry_of_release_1_0_0_reads_as_scoring_1_and_is_rescored_through_the_store(tmp_path):
+    """A real entry of release 1.0.0 as first committed (schema 1, scoring 1) and its predictions."""
+    text = (FIXTURES / "entry-v1.json").read_bytes()
+    old = json.loads(text)
+    new = upgrade(old, "entry-v1.json")
+    assert new == {**old, "schema_version": 2, "scoring": 1}
+    entry_format.validate(new, "upgraded")
+    release = create_release("1.0.0", {}, tmp_path)
+    stem, sha = entry_format.stem(new["cell"]), hashlib.sha256(text).hexdigest()
+    release.entry_path(stem, sha).parent.mkdir()
+    release.entry_path(stem, sha).write_bytes(text)
+    (release.path / "predictions").mkdir()
+    shutil.copy(FIXTURES / "entry-v1.npz", release.path / new["predictions"]["file"])
+    release.index_path.write_text(json.dumps({"format": 1, "version": "1.0.0", "benchmark": {}, "entries": {stem: sha}}))
+    assert release.entries() == [new]
+    with pytest.raises(CudBenchError, match="scoring version 1"):
+        verify(release)
+    with pytest.raises(CudBenchError, match="say why"):
+        rescore(release, " ")
+    summary = rescore(release, "scoring version 2")
+    assert (summary.replaced, summary.scores) == (1, 55 * 2 * 10)
+    assert set(summary.max_change) <= set(old["metrics"]["classification"])
+    # this cell predicts the majority class (tied confidences): only tie-sensitive metrics move by more
+    # than the rounding unit (float16 rows are no longer renormalised, ~1e-4 at most)
+    tie_sensitive = {"ece/quantile/15/l1", "aurc"}
+    assert all(change <= 1.01e-4 for metric, change in summary.max_change.items() if metric not in tie_sensitive)
+    assert summary.max_change["ece/quantile/15/l1"] > 0.01
+    (rescored,) = release.entries()
+    assert rescored["metrics"] == old["metrics"]  # no metric added to an existing entry
+    assert {k: v for k, v in rescored.items() if k not in ("sets", "scoring", "schema_version", "replaces")} == {
+        k: v for k, v in old.items() if k not in ("sets", "schema_version")
+    }
+    assert rescored["replaces"] == [{"previous": sha, "reason": "scoring version 2"}]
+    assert release.notes() == ["1 entries re-scored from their stored predictions with scoring version 2 (cud_bench/metrics.py): scoring version 2"]
+    assert verify(release) == 55 * 2 * 10
+    assert [p.name for p in (release.path / "entries").iterdir()] == [release.entry_path(stem, release.index()["entries"][stem]).name]
+    assert rescore(release, "again").replaced == 0  # nothing left to re-score
 
 
 def test_an_unreadable_old_entry_names_the_file():

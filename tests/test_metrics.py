@@ -407,3 +407,156 @@ def test_predictions_take_matches_fresh_validation():
     taken, fresh = Predictions.of(probs, labels).take(rows), Predictions.of(probs[rows], labels[rows])
     for name in ("probs", "labels", "predicted", "confidence", "true_prob", "correct", "sq_norm"):
         np.testing.assert_array_equal(getattr(taken, name), getattr(fresh, name))
+
+
+# -- debiased calibration error, smooth ECE, tie groups, floors -------------------------
+
+DEBIASED = MetricSpec("debiased_ce", "quantile", 15, "l2sq")
+SMOOTH = MetricSpec("smooth_ece")
+
+
+def reference_sample(seed: int, n: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Underconfident predictions (labels drawn from the probabilities sharpened by a power 1.3).
+    The golden values below were computed on exactly these arrays by the reference packages."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, n_classes)) * 2
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    truth = p**1.3 / (p**1.3).sum(axis=1, keepdims=True)
+    u = rng.random(n)
+    return p, np.minimum((u[:, None] > np.cumsum(truth, axis=1)).sum(axis=1), n_classes - 1)
+
+
+# (seed, n, C) -> Kumar et al.'s ``calibration`` 0.1.4: unbiased_square_ce on get_equal_bins(top
+# confidences, 15) (= lower_bound_scaling_top_ce(p=2, debias=True, num_bins=15) squared when positive),
+# and relplot 1.0.3's smECE(top confidence, correct).
+REFERENCE = {
+    (7, 300, 3): (0.0007444613228398723, 0.05449015411789),
+    (8, 600, 5): (0.006194529084943534, 0.06125264108572508),
+    (9, 150, 2): (0.0006048748681175407, 0.03801456082855843),
+}
+
+
+def test_new_metric_ids_round_trip_through_specs():
+    for spec in (DEBIASED, SMOOTH):
+        assert MetricSpec.from_id(spec.id) == spec and spec in STANDARD_SPECS
+    assert (DEBIASED.id, SMOOTH.id) == ("debiased_ce/quantile/15/l2sq", "smooth_ece")
+
+
+def test_debiased_ce_by_hand():
+    # 2 equal-mass bins of PROBS's confidences [0.7, 0.6, 0.6, 0.5]: the inner edge is the median 0.6,
+    # so (0, 0.6] holds rows 1, 2, 3 (conf 1.7/3, acc 1/3) and (0.6, 1] row 0 alone (n_b < 2: 0).
+    value = compute_all(PROBS, LABELS, [MetricSpec("debiased_ce", "quantile", 2, "l2sq")])["debiased_ce/quantile/2/l2sq"].value
+    assert value == pytest.approx(3 / 4 * ((1 / 3 - 1.7 / 3) ** 2 - (1 / 3) * (2 / 3) / 2), abs=1e-15)
+    assert value == pytest.approx(-0.0425, abs=1e-15)  # unclipped: the unbiased estimate may be negative
+
+
+@pytest.mark.parametrize("key", REFERENCE, ids=str)
+def test_debiased_ce_and_smooth_ece_match_the_reference_packages(key):
+    probs, labels = reference_sample(*key)
+    values = compute_all(probs, labels, [DEBIASED, SMOOTH])
+    kumar, relplot_value = REFERENCE[key]
+    assert values[DEBIASED.id].value == pytest.approx(kumar, rel=1e-9)
+    # relplot bisects the bandwidth to 2^-10 and integrates on 200 points; ours is finer
+    assert values[SMOOTH.id].value == pytest.approx(relplot_value, abs=1e-3)
+
+
+def test_smooth_ece_by_hand():
+    from cud_bench.metrics import smooth_ece_at
+
+    # residuals of one sign: the smoothed residual integrates to mean |r| at every bandwidth
+    assert smooth_ece_at(np.array([0.9, 0.8, 0.7]), np.zeros(3), None) == pytest.approx(0.8, abs=1e-9)
+    assert smooth_ece_at(np.array([0.9, 0.8, 0.7]), np.zeros(3), 0.05) == pytest.approx(0.8, abs=1e-9)
+    # +0.4 and -0.6 at the same confidence cancel to -0.2 over 2 examples
+    assert smooth_ece_at(np.array([0.6, 0.6]), np.array([True, False]), None) == pytest.approx(0.1, abs=1e-9)
+    # far-apart residuals of opposite signs barely overlap at a small bandwidth
+    assert smooth_ece_at(np.array([0.0, 1.0]), np.array([True, False]), 0.05) == pytest.approx(1.0, abs=1e-9)
+    # a perfectly sharp, always right model
+    assert compute_all(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1]), [SMOOTH])[SMOOTH.id].value == pytest.approx(0.0, abs=1e-9)
+
+
+def test_smooth_ece_fixed_point_is_its_own_bandwidth():
+    from cud_bench.metrics import smooth_ece_at
+
+    probs, labels = reference_sample(8, 600, 5)
+    confidence, correct = probs.max(1), probs.argmax(1) == labels
+    sigma = smooth_ece_at(confidence, correct, None)
+    assert smooth_ece_at(confidence, correct, sigma) == pytest.approx(sigma, abs=1e-9)
+    assert smooth_ece_at(confidence, correct, sigma / 2) > sigma > smooth_ece_at(confidence, correct, 2 * sigma)
+
+
+def test_ties_are_groups_within_a_relative_tolerance():
+    from cud_bench.metrics import tie_representatives
+
+    values = np.array([0.5, 0.5 * (1 + 1e-12), 0.3, 0.5 * (1 - 3e-16), 0.5 + 1e-6, 0.0, 1e-13])
+    np.testing.assert_array_equal(tie_representatives(values), [0.5 * (1 + 1e-12)] * 2 + [0.3, 0.5 * (1 + 1e-12), 0.5 + 1e-6, 1e-13, 1e-13])
+
+
+def test_a_tie_group_is_never_split_by_a_quantile_edge():
+    # 9 confidences within last-bit noise of 0.6 and 6 others: 3 quantile bins
+    base = np.r_[np.full(9, 0.6), np.linspace(0.7, 0.95, 6)]
+    noisy = base + np.r_[np.arange(-4, 5), np.zeros(6)] * np.spacing(0.6)
+    probs = lambda c: np.stack([c, 1 - c], axis=1)  # noqa: E731
+    labels = np.r_[np.zeros(4, int), np.ones(5, int), np.zeros(6, int)]
+    bins = reliability_bins(probs(noisy), labels, n_bins=3, strategy="quantile")
+    assert list(bins.count) == [9, 1, 5]  # edges at the 5th (the 0.6 group) and 10th (0.7) smallest
+    assert ece(probs(noisy), labels, 3, "quantile") == pytest.approx(ece(probs(base), labels, 3, "quantile"), abs=1e-12)
+    assert aurc(probs(noisy), labels) == pytest.approx(aurc(probs(base), labels), abs=1e-12)
+
+
+def _calibrated_binary(n: int, seed: int) -> np.ndarray:
+    """A binary model whose confidence is uniform on [0.5, 1]."""
+    confidence = np.random.default_rng(seed).uniform(0.5, 1.0, n)
+    return np.stack([confidence, 1 - confidence], axis=1)
+
+
+def test_ece_floor_at_the_issues_sizes():
+    from cud_bench.metrics import floor
+
+    # Per occupied bin (7.5 of 15 bins hold confidences in [0.5, 1]) the sampling error of the
+    # hits is ~ sqrt(2/pi * n_b * p(1-p)), p(1-p) ~ 1/6 on average: ECE ~ 7.5 * that / n,
+    # i.e. ~0.17 at n = 30 (n_b = 4) and ~0.04 at n = 500 (n_b = 67).
+    small = floor(ECE, _calibrated_binary(30, 0), seed=0)
+    large = floor(ECE, _calibrated_binary(500, 0), seed=0)
+    assert 0.12 < small.mean < 0.22 and 0.03 < large.mean < 0.05
+    assert small.quantile > small.mean and small.level == 0.95 and small.n_draws == 200
+    assert floor(ECE, _calibrated_binary(30, 0), seed=0) == small  # seeded
+    assert floor(ECE, _calibrated_binary(30, 0), seed=1) != small
+
+
+def test_the_vectorised_floor_equals_scoring_each_draw():
+    from cud_bench.metrics import floor
+
+    probs = _calibrated_binary(200, 3)  # class 0 is predicted: label 0 exactly when the draw is < confidence
+    draws = np.random.default_rng(5).random((40, 200))
+    for spec in (ECE, MetricSpec("mce", "uniform", 15, "max"), DEBIASED):
+        values = [compute_all(probs, (d >= probs[:, 0]).astype(int), [spec])[spec.id].value for d in draws]
+        result = floor(spec, probs, n_draws=40, seed=5)
+        assert result.mean == pytest.approx(np.mean(values), abs=1e-12)
+        assert result.std == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+
+
+def test_debiased_floor_is_near_zero_and_a_miscalibrated_model_is_above_its_floor():
+    from cud_bench.metrics import floor
+
+    probs = _calibrated_binary(500, 1)
+    debiased, plain = floor(DEBIASED, probs, seed=0), floor(MetricSpec("ece", "quantile", 15, "l1"), probs, seed=0)
+    # the squared error is ~1e-3 per bin (variance p(1-p)/n_b); its unbiased estimate averages 0
+    assert abs(debiased.mean) < 3e-4 < plain.mean**2
+    overconfident = np.random.default_rng(2).random(500) < probs[:, 0] - 0.15
+    labels = (~overconfident).astype(int)
+    assert ece(probs, labels) > floor(ECE, probs, seed=0).quantile
+    smooth = floor(SMOOTH, probs, seed=0, n_draws=50)
+    assert 0 < smooth.mean < smooth.quantile < compute_all(probs, labels, [SMOOTH])[SMOOTH.id].value
+
+
+def test_a_floor_draw_by_draw_for_classwise_ece_and_only_for_calibration_errors():
+    from cud_bench.metrics import floor
+
+    probs, _ = random_predictions(300, 4, seed=3)
+    result = floor(MetricSpec("classwise_ece", "uniform", 15, "l1"), probs, seed=1, n_draws=30)
+    assert 0 < result.mean < 0.1 and result.n_draws == 30
+    with pytest.raises(ValueError, match="calibration errors"):
+        floor(MetricSpec("accuracy"), probs, seed=0)
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        floor(ECE, probs, seed=None)

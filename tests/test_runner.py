@@ -138,3 +138,22 @@ def test_suite_files_are_validated(tmp_path):
     code.write_text("!!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(CudBenchError):
         load_suite(str(code))
+
+
+def test_a_records_scores_are_what_a_release_recomputes_from_its_predictions(first_run):
+    """The runner scores the float16 probabilities it stores, with the same functions as the
+    leaderboard: the record's numbers and the entry's recomputation agree exactly."""
+    from leaderboard import entry as entry_format
+
+    out, _, _ = first_run
+    for path in sorted((out / "tiny" / "records").glob("*.json")):
+        record = records.read_record(path)
+        arrays = records.read_predictions(path)
+        shifts = {sid: {"family": s["spec"]["family"], "kind": s["spec"]["kind"]} for sid, s in record["specs"]["shifts"].items()}
+        ids, sets = entry_format.score_predictions(arrays, record["student"]["clean"]["temperature"], shifts)
+        for variant in ("raw", "ts"):
+            stored = [round(record["student"]["clean"][variant][m], entry_format.DECIMALS) for m in ids["classification"]]
+            assert stored == sets["clean"][variant], (path.name, variant)
+            for sev, scored in record["student"]["shifts"]["char-swap@v1"].items():
+                again = sets[f"char-swap@v1/{sev}"][variant]
+                assert [round(scored[variant][m], entry_format.DECIMALS) for m in ids["classification"]] == again
