@@ -376,7 +376,7 @@ SMOOTH_ITERATIONS = 40  # bisection steps for the bandwidth fixed point: [0, 1] 
 
 
 @METRICS.register("smooth_ece")
-def _smooth_ece(preds: Predictions, spec: MetricSpec) -> float:
+def _smooth_ece_metric(preds: Predictions, spec: MetricSpec) -> float:
     return smooth_ece_at(preds.confidence, preds.correct, None)
 
 
