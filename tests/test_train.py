@@ -1,4 +1,5 @@
-"""The training loop: it learns, restores the best epoch, is bit-reproducible and fails loudly."""
+"""The training loop: it learns, stops early on validation loss and restores the best epoch,
+is bit-reproducible and fails loudly."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from cud_bench import losses
 from cud_bench.errors import CudBenchError
 from cud_bench.models.architectures import Finetune, architectures
 from cud_bench.models.encoders import Encoder, EncoderSpec, encoders
-from cud_bench.train import SELECTION_RULE, predict_logits, train
+from cud_bench.train import SELECTION_RULE, TrainConfig, predict_logits, train, validation_loss
 
 
 def ce(logits, labels, targets):
@@ -45,13 +46,16 @@ def test_mlp_learns_and_reports_a_consistent_result(mlp_data):
     arch, tr, ytr, va, yva = mlp_data
     model = arch.build(3, seed=0)
     result = train(arch, model, tr, ytr, ce, va, yva, seed=0)
-    assert result.selection_rule == SELECTION_RULE == "best-val-accuracy"
-    assert result.epochs_run == len(result.history) == 4
+    assert SELECTION_RULE == "min-val-ce" and result.selection_rule == "min-val-ce/patience=3"
+    assert result.epochs_run == len(result.history) == 4  # blobs: the loss falls every epoch
     assert [h.epoch for h in result.history] == [1, 2, 3, 4]
-    accs = [h.val_accuracy for h in result.history]
-    assert result.best_epoch == 1 + accs.index(max(accs))  # earliest best
-    assert result.best_val_accuracy == max(accs) > 0.95
-    assert accuracy(predict_logits(arch, model, va), yva) == result.best_val_accuracy
+    losses_ = [h.val_loss for h in result.history]
+    assert result.best_epoch == 1 + losses_.index(min(losses_))  # earliest lowest
+    assert result.best_val_loss == min(losses_)
+    assert result.best_val_accuracy > 0.95
+    final = predict_logits(arch, model, va)
+    assert accuracy(final, yva) == result.best_val_accuracy
+    assert validation_loss(final, yva) == pytest.approx(result.best_val_loss, rel=1e-12)
     assert result.history[-1].train_loss < result.history[0].train_loss
     assert result.wall_s > 0 and result.train_examples_per_s == pytest.approx(4 * 400 / result.wall_s)
     assert result.to_dict()["history"][0]["epoch"] == 1
@@ -72,7 +76,60 @@ def test_the_best_epoch_is_restored_when_later_epochs_get_worse(mlp_data):
     result = train(arch, model, tr, ytr, sabotaged, va, yva, seed=0)
     assert result.best_epoch == 1
     assert result.history[0].val_accuracy > 0.9 > result.history[-1].val_accuracy
+    assert result.history[0].val_loss < min(h.val_loss for h in result.history[1:])
     assert accuracy(predict_logits(arch, model, va), yva) == result.history[0].val_accuracy
+
+
+def test_training_stops_after_patience_epochs_without_a_lower_validation_loss(mlp_data):
+    """The old rule ran every configured epoch; this one stops 3 epochs after the best."""
+    _, tr, ytr, va, yva = mlp_data
+    arch = architectures.get("mlp")(encoder="minilm-l6", train={"epochs": 30})
+    steps_per_epoch = math.ceil(len(tr) / arch.spec.train.batch_size)
+    calls = []
+
+    def sabotaged(logits, labels, targets):
+        """Learn the labels for two epochs, then learn to predict the next class instead."""
+        calls.append(1)
+        return F.cross_entropy(logits, (labels + 1) % 3 if len(calls) > 2 * steps_per_epoch else labels)
+
+    model = arch.build(3, seed=0)
+    result = train(arch, model, tr, ytr, sabotaged, va, yva, seed=0)
+    assert result.best_epoch == 2 and result.epochs_run == 2 + 3 == len(result.history)
+    assert len(calls) == 5 * steps_per_epoch  # no sixth epoch was trained
+    assert result.selection_rule == "min-val-ce/patience=3"
+    assert validation_loss(predict_logits(arch, model, va), yva) == pytest.approx(result.history[1].val_loss, rel=1e-12)
+    one = architectures.get("mlp")(encoder="minilm-l6", train={"epochs": 30, "patience": 1})
+    assert train(one, one.build(3, seed=0), tr, ytr, _Sabotage(steps_per_epoch), va, yva, seed=0).epochs_run == 3
+    assert one.spec.spec_hash() != architectures.get("mlp")(encoder="minilm-l6", train={"epochs": 30}).spec.spec_hash()
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=0)
+
+
+class _Sabotage:
+    """Learn the labels for two epochs, then the next class."""
+
+    def __init__(self, steps_per_epoch: int) -> None:
+        self.calls, self.limit = 0, 2 * steps_per_epoch
+
+    def __call__(self, logits, labels, targets):
+        self.calls += 1
+        return F.cross_entropy(logits, (labels + 1) % 3 if self.calls > self.limit else labels)
+
+
+def test_the_stopping_criterion_is_label_cross_entropy_even_for_a_kd_student(mlp_data):
+    """A KD student fitting targets that contradict the labels lowers its own loss every epoch,
+    but its cross-entropy against the validation labels rises: the labels decide, so it stops."""
+    _, tr, ytr, va, yva = mlp_data
+    arch = architectures.get("mlp")(encoder="minilm-l6", train={"epochs": 30})
+    targets = np.full((len(ytr), 3), 0.01)
+    targets[np.arange(len(ytr)), (ytr + 1) % 3] = 0.98  # the teacher is wrong on every row
+    kd = lambda lg, y, t: losses.kd_loss(lg, t, y, lam_kd=1.0, lam_ce=0.0)  # noqa: E731
+    result = train(arch, arch.build(3, seed=0), tr, ytr, kd, va, yva, seed=0, targets=targets)
+    assert result.history[-1].train_loss < result.history[0].train_loss  # the KD loss keeps falling
+    assert result.epochs_run == result.best_epoch + 3 <= 6  # a KD-loss criterion would run all 30
+    assert result.history[-1].val_loss > result.best_val_loss
+    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]))
+    assert validation_loss(logits, np.array([0, 2])) == pytest.approx(-(np.log(0.7) + np.log(0.8)) / 2)
 
 
 @pytest.mark.parametrize("name, params", [("mlp", {}), ("hashed-bag", {"n_buckets": 4096})])
@@ -85,7 +142,7 @@ def test_the_same_seed_gives_bit_identical_results(name, params):
     def run(seed):
         model = arch.build(4, seed=seed)
         result = train(arch, model, tr, y[:200], ce, va, y[200:], seed=seed)
-        return predict_logits(arch, model, va).tobytes(), [(h.train_loss, h.val_accuracy) for h in result.history]
+        return predict_logits(arch, model, va).tobytes(), [(h.train_loss, h.val_loss, h.val_accuracy) for h in result.history]
 
     first = run(7)
     assert run(7) == first
