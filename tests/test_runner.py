@@ -94,6 +94,19 @@ def test_every_cell_has_a_complete_record(first_run):
         assert record["teacher"]["degenerate"] == (record["teacher"]["majority_share"] >= 0.95)
 
 
+def test_the_leaderboard_reads_the_new_prediction_keys(first_run):
+    """``teacher/clean/probs`` and a corrupted set's ``rows`` are not sets of their own."""
+    from leaderboard import entry
+
+    out, _, _ = first_run
+    path = out / "tiny" / "records" / "drug-reviews__kd__mlp-l3__cross-fit__seed0.json"
+    built = entry.from_record(records.read_record(path), path.with_suffix(".npz"))
+    entry.validate(built, path)
+    assert not any(s.split("/")[0] == "teacher" for s in built["sets"])
+    assert {"char-swap@v2/1", "corruption-clean@v1/1", "pool/corruption"} <= set(built["sets"])
+    assert built["sets"]["pool/corruption"]["n"] == 5 * 12  # the clean reference is not pooled with them
+
+
 def test_each_teacher_is_trained_once_and_shared(first_run):
     _, _, summary = first_run
     # ce and dus recipes x (1 full-data teacher + 2 fold teachers); kd, ts and cud-wclip share the ce ones.
