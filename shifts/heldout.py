@@ -9,7 +9,7 @@ scope), and at most :data:`CAP` are kept, in :func:`shifts.selection.hash_order`
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from cud_bench.data.tasks import SPLITS, get_task
 from cud_bench.errors import CudBenchError

@@ -15,8 +15,6 @@ the buckets matter on reuters-r52 and the long-tailed training variants
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from cud_bench.data.tasks import get_task
