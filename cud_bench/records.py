@@ -27,8 +27,8 @@ common prediction; ``degenerate``: whether that share is at least
 claims exclude). ``targets.temperature``: the temperature the ``temperature-scaled``
 transform applied (cross-fit: the mean of ``fold_temperatures``, each fold teacher's
 own, fitted on its validation logits; null otherwise). ``TrainCard``: ``best_epoch``,
-``epochs_run``, ``selection_rule`` (``min-val-ce/patience=3``: see :mod:`cud_bench.train`),
-per-epoch ``history`` (train loss, validation loss and accuracy), wall time.
+``epochs_run``, ``selection_rule`` (``min-val-calibrated-nll/patience=3``: see :mod:`cud_bench.train`),
+per-epoch ``history`` (train loss, validation calibrated NLL and accuracy), wall time.
 
 Predictions (``.npz``, float16 probabilities, int64 labels and rows): ``clean/probs``,
 ``clean/labels``; ``teacher/clean/probs`` (methods with a teacher: the full-data teacher's

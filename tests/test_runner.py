@@ -69,7 +69,7 @@ def test_every_cell_has_a_complete_record(first_run):
         assert set(record["student"]["shifts"]["char-swap@v2"]) == {"1", "2", "3", "4", "5"}
         assert record["specs"]["method"]["hash"] and record["specs"]["task"]["id"] == "drug-reviews@v1"
         assert set(record["specs"]["shifts"]) == scored
-        assert record["training"]["selection_rule"] == "min-val-ce/patience=3"
+        assert record["training"]["selection_rule"] == "min-val-calibrated-nll/patience=3"
         assert (record["teacher"] is None) == (cell.method == "ce")
         predictions = records.read_predictions(cell.record_path(out))
         assert predictions["clean/probs"].dtype == np.float16

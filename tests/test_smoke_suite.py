@@ -34,7 +34,7 @@ def test_smoke_suite_writes_a_record_for_every_cell_with_shift_metrics(tmp_path,
         assert {"char-keyboard", "word-synonym", "corruption-clean"} <= names
         assert scored["char-keyboard@v2"]["3"]["n"] == scored["corruption-clean@v1"]["1"]["n"] == smoke.max_shift_examples
         assert record["student"]["corruption_summary"]["raw"]["mean_ece"] >= 0
-        assert record["training"]["selection_rule"] == "min-val-ce/patience=3"
+        assert record["training"]["selection_rule"] == "min-val-calibrated-nll/patience=3"
         assert isinstance(record["student"]["degenerate"], bool) and 0 < record["student"]["majority_share"] <= 1
         # every applicable set is either scored (with at least the minimum size) or listed in the log
         expected = {"class-frequency", "teacher-disagreement"} | (
