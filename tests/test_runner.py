@@ -74,7 +74,9 @@ def test_every_cell_has_a_complete_record(first_run):
         predictions = records.read_predictions(cell.record_path(out))
         assert predictions["clean/probs"].dtype == np.float16
         recomputed = float(np.mean(predictions["clean/probs"].argmax(1) == predictions["clean/labels"]))
-        assert recomputed == pytest.approx(clean["raw"]["accuracy"])
+        top2 = np.sort(predictions["clean/probs"].astype(np.float64), axis=1)[:, -2:]
+        ties = int(np.sum(top2[:, 0] == top2[:, 1]))  # float16 rounding can tie the top two classes
+        assert abs(recomputed - clean["raw"]["accuracy"]) <= ties / len(top2) + 1e-9
         # degenerate flag, computed on the clean test predictions
         share = np.bincount(predictions["clean/probs"].astype(np.float64).argmax(1)).max() / len(predictions["clean/labels"])
         assert record["student"]["majority_share"] == pytest.approx(share, abs=0.02)
