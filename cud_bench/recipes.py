@@ -72,12 +72,18 @@ def component(kind: str, name: str, **overrides: Any) -> Component:
 @dataclasses.dataclass(frozen=True)
 class TeacherOutputs:
     """What a target transform may use: the teacher's logits on the student's training
-    examples (in-sample or cross-fitted), their gold labels, and validation logits/labels."""
+    examples (in-sample or cross-fitted), their gold labels, and validation logits/labels.
+
+    ``folds`` (cross-fit only): for each fold teacher, the training rows it labelled and
+    its own validation logits, so a transform fitted on validation data (temperature
+    scaling) fits each fold teacher on its own outputs, not the full-data teacher's.
+    """
 
     train_logits: np.ndarray
     train_labels: np.ndarray
     val_logits: np.ndarray
     val_labels: np.ndarray
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...] = ()  # (rows labelled, that teacher's validation logits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +92,8 @@ class TargetResult:
 
     probs: np.ndarray
     rows_changed: float = 0.0  # share of rows the transform changed (W-Clip)
-    temperature: float | None = None  # the fitted temperature (temperature-scaled targets)
+    temperature: float | None = None  # the fitted temperature (temperature-scaled targets; cross-fit: fold mean)
+    fold_temperatures: tuple[float, ...] = ()  # cross-fit: each fold teacher's own temperature, fold order
 
 
 # -- teacher recipes --------------------------------------------------------------------
@@ -138,11 +145,28 @@ def identity_transform() -> Callable[[TeacherOutputs], TargetResult]:
 
 @target_transforms.register("temperature-scaled")
 def temperature_scaled_transform() -> Callable[[TeacherOutputs], TargetResult]:
-    """Soften the targets with the temperature that minimises the teacher's validation NLL."""
+    """Soften the targets with the temperature that minimises the teacher's validation NLL.
+
+    Cross-fitted targets come from several fold teachers: each fold's rows get the
+    temperature fitted on *that* teacher's validation logits (a fold teacher, trained on
+    less data, is calibrated differently from the full-data one). The KD student's own
+    ``T`` (2 by default) then tempers these targets once more; that is the ``ts`` recipe.
+    """
 
     def transform(t: TeacherOutputs) -> TargetResult:
-        T = calibration.fit_temperature(t.val_logits, t.val_labels, split="validation")
-        return TargetResult(calibration.apply_temperature(t.train_logits, T), temperature=T)
+        if not t.folds:
+            T = calibration.fit_temperature(t.val_logits, t.val_labels, split="validation")
+            return TargetResult(calibration.apply_temperature(t.train_logits, T), temperature=T)
+        probs = np.empty(t.train_logits.shape, dtype=np.float64)
+        temperatures = []
+        for rows, val_logits in t.folds:
+            T = calibration.fit_temperature(val_logits, t.val_labels, split="validation")
+            probs[rows] = calibration.apply_temperature(t.train_logits[rows], T)
+            temperatures.append(T)
+        covered = np.sort(np.concatenate([rows for rows, _ in t.folds]))
+        if not np.array_equal(covered, np.arange(len(t.train_logits))):
+            raise CudBenchError("cross-fit folds must label every training row exactly once")
+        return TargetResult(probs, temperature=float(np.mean(temperatures)), fold_temperatures=tuple(temperatures))
 
     return transform
 

@@ -13,12 +13,30 @@ Record layout (``schema_version`` 1)::
     specs            {task, method, suite, teacher_arch, student_arch, shifts}:
                      each {"hash": ..., "spec": {...}} — the frozen specs used;
                      shifts maps every scored shift's id to its own such pair
-    student          {"clean": Scores, "shifts": {shift_id: {severity: Scores}}}
-    teacher          {"recipe", "clean": Scores, "shifts": ..., "train_accuracy",
-                      "targets": {"rows_changed", "temperature"}, "selection": TrainCard}
+    student          {"clean": Scores, "majority_share", "degenerate",
+                      "shifts": {shift_id: {severity: Scores}}, "corruption_summary"}
+    teacher          {"recipe", "clean": Scores, "majority_share", "degenerate", "shifts": ...,
+                      "train_accuracy", "targets": {"rows_changed", "temperature", "accuracy",
+                      "mean_confidence"}, "fold_temperatures", "training": TrainCard}
                      (null for methods without a teacher)
     training         TrainCard of the student
     predictions      file name of the .npz beside the record (float16 probabilities)
+
+``majority_share``: the share of clean test examples whose predicted class is the most
+common prediction; ``degenerate``: whether that share is at least
+:data:`cud_bench.degenerate.MAJORITY_SHARE` (a one-class predictor, a failed run that
+claims exclude). ``targets.temperature``: the temperature the ``temperature-scaled``
+transform applied (cross-fit: the mean of ``fold_temperatures``, each fold teacher's
+own, fitted on its validation logits; null otherwise). ``TrainCard``: ``best_epoch``,
+``epochs_run``, ``selection_rule`` (``min-val-calibrated-nll/patience=3``: see :mod:`cud_bench.train`),
+per-epoch ``history`` (train loss, validation calibrated NLL and accuracy), wall time.
+
+Predictions (``.npz``, float16 probabilities, int64 labels and rows): ``clean/probs``,
+``clean/labels``; ``teacher/clean/probs`` (methods with a teacher: the full-data teacher's
+clean test probabilities, rows as ``clean/labels``); per scored shifted set
+``shift/<id>/<severity>/``: ``probs`` and ``labels`` (labelled), plus ``rows`` when its
+texts are copies of clean test rows (corruptions: position j of the set is clean row
+``rows[j]``); ``rows`` (subset); ``probs`` (out-of-scope).
     provenance       {cud_bench_version, git_commit, python, libraries, hardware,
                       created, wall_s: {stage: seconds}}
 

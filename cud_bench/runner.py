@@ -10,7 +10,12 @@ and never half-writes one.
 Target protocols (see docs/architecture.md):
 - ``in-sample``: the full-data teacher labels its own training set (the paper's).
 - ``cross-fit``: K teachers of the same recipe, each trained without one fold,
-  label that fold; the full-data teacher is still the one scored on test.
+  label that fold; the full-data teacher is still the one scored on test (and whose
+  clean test probabilities the record stores). A transform fitted on validation
+  data (``ts``) fits each fold teacher on its own validation logits.
+
+Shifted sets below the suite's minimum size, or equal to the clean test set, are
+not scored; the run log (:meth:`RunSummary.report`) lists them with the reason.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from tqdm.auto import tqdm
 
 from cud_bench import calibration
 from cud_bench.data.tasks import get_task
+from cud_bench.degenerate import is_degenerate, majority_share
 from cud_bench.errors import CudBenchError
 from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
@@ -56,20 +62,27 @@ class RunSummary:
     cells_written: int = 0
     teachers_trained: dict[str, int] = dataclasses.field(default_factory=dict)
     teachers_reused: dict[str, int] = dataclasses.field(default_factory=dict)
+    not_scored: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # task -> set id -> why
     wall_s: float = 0.0
 
     def report(self) -> str:
-        """The run log's summary: cells, and how often each teacher recipe was trained or reused."""
+        """The run log's summary: cells, how often each teacher recipe was trained or reused,
+        and the shifted sets that were not scored (too small, or equal to the clean set)."""
         recipes = sorted(set(self.teachers_trained) | set(self.teachers_reused))
         teachers = ", ".join(
             f"{r}: trained {self.teachers_trained.get(r, 0)}, reused from cache {self.teachers_reused.get(r, 0)}"
             for r in recipes
         )
         stale = f", {len(self.cells_stale)} stale (recomputed)" if self.cells_stale else ""
+        skipped = [
+            f"  {task}: {set_id} ({why})" for task, sets in sorted(self.not_scored.items()) for set_id, why in sorted(sets.items())
+        ]
         return (
             f"cells: {self.cells_total} in suite, {self.cells_done_before} already done{stale}, {self.cells_written} written\n"
             f"teachers (one per task, recipe, seed, fold): {teachers or 'none needed'}\n"
-            f"wall time: {self.wall_s:.1f} s\nrecords: {self.records_dir}"
+            f"wall time: {self.wall_s:.1f} s\n"
+            + (f"sets not scored (never pooled): {len(skipped)}\n" + "\n".join(skipped) + "\n" if skipped else "")
+            + f"records: {self.records_dir}"
         )
 
 
@@ -142,8 +155,9 @@ def run_suite(
         counts = [_run_cells(suite, todo, out_dir, teacher_cache, progress)]
     else:
         counts = _run_in_workers(suite, by_task, out_dir, teacher_cache, progress, jobs)
-    for written, trained, reused in counts:
+    for written, trained, reused, not_scored in counts:
         summary.cells_written += written
+        summary.not_scored.update(not_scored)
         for recipe, n in trained.items():
             summary.teachers_trained[recipe] = summary.teachers_trained.get(recipe, 0) + n
         for recipe, n in reused.items():
@@ -152,7 +166,8 @@ def run_suite(
     return summary
 
 
-Counts = tuple[int, dict[str, int], dict[str, int]]  # cells written, teachers trained / reused by recipe
+# cells written, teachers trained / reused by recipe, sets not scored (task -> set id -> why)
+Counts = tuple[int, dict[str, int], dict[str, int], dict[str, dict[str, str]]]
 
 
 def _run_cells(suite: SuiteSpec, cells: list[CellKey], out_dir: Path, teacher_cache: Path | None, progress: bool) -> Counts:
@@ -161,15 +176,19 @@ def _run_cells(suite: SuiteSpec, cells: list[CellKey], out_dir: Path, teacher_ca
     teachers = TeacherStore(model_presets.get(suite.teacher)(), suite.n_folds, inputs, teacher_cache)
     students = {name: model_presets.get(name)() for name in suite.students}
     data: TaskData | None = None
+    not_scored: dict[str, dict[str, str]] = {}
     bar = tqdm(cells, desc=f"suite {suite.name}", unit="cell", disable=not progress)
     for cell in bar:
         bar.set_postfix_str(f"{cell.task} {cell.method} {cell.student} {cell.protocol} s{cell.seed}")
         if data is None or data.spec.name != cell.task:
             data = prepare_task(cell.task, suite)
             shift_sets = ShiftSets(suite, data, lambda: teachers.seed_ensemble(data, suite.ensemble_seeds))
+            not_scored[cell.task] = dict(shift_sets.not_scored)
+            for set_id, why in shift_sets.not_scored.items():
+                log.info("%s: set %s not scored: %s", cell.task, set_id, why)
         record, predictions = run_cell(cell, suite, data, teachers, students[cell.student], inputs, shift_sets)
         write_record(out_dir, cell, record, predictions)
-    return len(cells), dict(teachers.trained), dict(teachers.reused)
+    return len(cells), dict(teachers.trained), dict(teachers.reused), not_scored
 
 
 def _run_in_workers(
@@ -223,21 +242,26 @@ def run_cell(
     method = get_method(cell.method)
     clock = time.perf_counter()
     teacher_part, targets = None, None
+    teacher_probs = None
     if method.teacher is not None:
         teacher = teachers.full(data, method.teacher, cell.seed)
-        train_logits = teacher.logits["train"]
+        train_logits, folds = teacher.logits["train"], ()
         if cell.protocol == "cross-fit":
             train_logits = teachers.out_of_fold(data, method.teacher, cell.seed)
+            folds = teachers.fold_validation(data, method.teacher, cell.seed)
         wall["teacher"] = time.perf_counter() - clock
         clock = time.perf_counter()
         target = method.transform.build()(
-            TeacherOutputs(train_logits, data.train.labels, teacher.logits["validation"], data.validation.labels)
+            TeacherOutputs(train_logits, data.train.labels, teacher.logits["validation"], data.validation.labels, folds)
         )
         targets = target.probs
         wall["targets"] = time.perf_counter() - clock
+        teacher_probs = stored_probs(teacher.logits["test"])
         teacher_part = {
             "recipe": method.teacher.label,
-            "clean": scores(stored_probs(teacher.logits["test"]), data.test.labels, teacher.temperature),
+            "clean": scores(teacher_probs, data.test.labels, teacher.temperature),
+            "majority_share": majority_share(teacher_probs),
+            "degenerate": is_degenerate(teacher_probs),
             "shifts": teachers.shift_scores(data, method.teacher, cell.seed, shift_sets),
             "train_accuracy": float(np.mean(teacher.logits["train"].argmax(1) == data.train.labels)),
             "targets": {
@@ -246,6 +270,7 @@ def run_cell(
                 "accuracy": float(np.mean(targets.argmax(1) == data.train.labels)),
                 "mean_confidence": float(targets.max(1).mean()),
             },
+            "fold_temperatures": list(target.fold_temperatures) or None,
             "training": teacher.card,
         }
     clock = time.perf_counter()
@@ -262,6 +287,8 @@ def run_cell(
     shift_scores, shift_predictions = shift_sets.score(arch, model, test_logits, T, inputs)
     student_part = {
         "clean": clean,
+        "majority_share": majority_share(test_probs),
+        "degenerate": is_degenerate(test_probs),
         "shifts": shift_scores,
         "corruption_summary": corruption_summary(shift_scores, clean["raw"][ECE]),
     }
@@ -276,6 +303,7 @@ def run_cell(
     predictions = {
         "clean/probs": test_probs,
         "clean/labels": data.test.labels,
+        **({} if teacher_probs is None else {"teacher/clean/probs": teacher_probs}),
         **shift_predictions,
     }
     return record, predictions

@@ -124,32 +124,47 @@ def _stored(probs: Any, name: str = "probs") -> np.ndarray:
 class ShiftSets:
     """The suite's shifted evaluation sets for one task, built once and shared by every cell.
 
-    Subset shifts index the task's full clean test split; they are mapped onto
-    the (possibly capped) test split the runner scores, by example id.
+    Every shift is given the splits the suite uses (its capped test split and the
+    training labels its models learn from) and the suite's ``max_shift_examples``;
+    subset shifts are mapped onto the scored test split by example id. A clean
+    reference shift (``reference_for``, e.g. ``corruption-clean``) is added whenever a
+    shift of its family is scored. A set is not scored when it has fewer than the
+    suite's ``min_set_size`` examples (:data:`cud_bench.suites.MIN_SET_SIZE`, whose comment says
+    why) or is a subset equal to the whole clean test set
+    (a class-frequency bucket on a balanced task): ``not_scored`` says which and why.
     """
 
     def __init__(self, suite: SuiteSpec, data: TaskData, teacher_probs: Callable[[], TeacherProbs]) -> None:
-        from shifts import shifts
+        from shifts import ScoredSplits, shifts
 
         self.data = data
         self.sets: list[Any] = []
+        self.not_scored: dict[str, str] = {}  # "<shift id>/<severity>" -> why it was not scored
+        self.rows: dict[str, np.ndarray] = {}  # a labelled set made from clean test rows -> those rows
+        splits = ScoredSplits(data.test.ids, data.test.texts, data.test.labels, data.train.labels)
         position = {id_: i for i, id_ in enumerate(data.test.ids)}
-        for _, shift in shifts.items():
+        applicable = [shift for _, shift in shifts.items() if shift.applies_to(data.spec.name)]
+        chosen = [s for s in applicable if s.spec.family in suite.shifts or s.spec.name in suite.shifts]
+        families = {s.spec.family for s in chosen}
+        chosen += [s for s in applicable if s.reference_for in families and s not in chosen]
+        for shift in chosen:
             spec = shift.spec
-            if not (spec.family in suite.shifts or spec.name in suite.shifts) or not shift.applies_to(data.spec.name):
-                continue
             extra = {"teacher_probs": teacher_probs()} if "teacher_probs" in spec.requires else {}
             for severity in spec.severities:
-                shifted = shift.apply(data.spec.name, severity, seed=0, **extra)
+                shifted = shift.apply(
+                    data.spec.name, severity, seed=0, splits=splits, max_examples=suite.max_shift_examples, **extra
+                )
+                set_id = f"{shifted.shift}/{severity}"
                 if shifted.kind == "subset":
                     rows = np.array([position[i] for i in shifted.ids if i in position], dtype=np.int64)
                     shifted = dataclasses.replace(shifted, ids=tuple(data.test.ids[r] for r in rows), indices=tuple(rows))
-                elif suite.max_shift_examples is not None and len(shifted) > suite.max_shift_examples:
-                    n = suite.max_shift_examples  # a capped set's first n examples are a deterministic sample
-                    shifted = dataclasses.replace(
-                        shifted, ids=shifted.ids[:n], texts=shifted.texts[:n], labels=shifted.labels[:n]
-                    )
-                if len(shifted):
+                elif shifted.kind == "labelled" and len(shifted) and all(i in position for i in shifted.ids):
+                    self.rows[set_id] = np.array([position[i] for i in shifted.ids], dtype=np.int64)
+                if len(shifted) < suite.min_set_size:
+                    self.not_scored[set_id] = f"{len(shifted)} examples, below the minimum of {suite.min_set_size}"
+                elif shifted.kind == "subset" and len(shifted) == len(data.test.ids):
+                    self.not_scored[set_id] = "equals the clean test set"
+                else:
                     self.sets.append(shifted)
 
     @property
@@ -179,6 +194,8 @@ class ShiftSets:
                 labels = np.asarray(shifted.labels, dtype=np.int64)
                 results[shifted.shift][str(shifted.severity)] = {**scores(probs, labels, T), "kind": "labelled"}
                 predictions[f"{key}/labels"] = labels
+                if f"{shifted.shift}/{shifted.severity}" in self.rows:  # the clean rows the texts came from
+                    predictions[f"{key}/rows"] = self.rows[f"{shifted.shift}/{shifted.severity}"]
             else:
                 results[shifted.shift][str(shifted.severity)] = {**ood_scores(test_probs, probs, T), "kind": "out-of-scope"}
             predictions[f"{key}/probs"] = probs
@@ -189,7 +206,11 @@ def corruption_summary(shift_scores: dict[str, dict[str, Any]], clean_ece: float
     """Mean and worst ECE over corruptions and the area under ECE against severity (raw and post-TS)."""
     from shifts import corruption_figures, get_shift
 
-    corrupt = {name: by_sev for name, by_sev in shift_scores.items() if get_shift(name).spec.family == "corruption"}
+    corrupt = {
+        name: by_sev
+        for name, by_sev in shift_scores.items()
+        if get_shift(name).spec.family == "corruption" and get_shift(name).spec.kind == "labelled"
+    }
     if not corrupt:
         return None
     out = {}

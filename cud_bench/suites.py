@@ -20,6 +20,16 @@ from cud_bench.registry import Registry, did_you_mean
 from cud_bench.specs import Spec
 
 PROTOCOLS = ("in-sample", "cross-fit")
+# Seeds of the CE teachers that define the model-defined ambiguous subset: never a training seed
+# (a suite's seeds must avoid them), so that ensemble shares no teacher with any method.
+ENSEMBLE_SEEDS = (1000, 1001, 1002)
+# Fewest examples a shifted set needs to be scored (labelled sets, subsets, out-of-scope sets).
+# Why 100: at n = 100 the standard error of an accuracy is up to 5 points, and a perfectly
+# calibrated binary model (confidences uniform on [0.5, 1], labels drawn from them) scores a
+# 15-bin ECE of 8.9 +- 2.4 points (16.0 +- 4.3 at n = 30, 4.0 at n = 500; 2,000 simulations),
+# so a smaller set measures mostly its own sampling noise. It is skipped (the run log says so),
+# never scored or pooled. A suite may set another minimum (min_set_size, in its settings hash).
+MIN_SET_SIZE = 100
 ALL_METHODS = ("ce", "kd", "ls", "focal", "ts", "cud", "cud-dus", "cud-wclip")
 
 
@@ -69,6 +79,8 @@ def check_fields(suite: SuiteSpec, where: str) -> None:
         value = getattr(suite, field)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             fail(field, f"must be a positive integer or null (no cap), got {value!r}")
+    if isinstance(suite.min_set_size, bool) or not isinstance(suite.min_set_size, int) or suite.min_set_size < 1:
+        fail("min_set_size", f"must be a positive integer, got {suite.min_set_size!r}")
     if not isinstance(suite.description, str):
         fail("description", f"must be a string, got {suite.description!r}")
 
@@ -109,11 +121,14 @@ class SuiteSpec(Spec):
 
     ``max_train``/``max_test`` cap each task's splits by a deterministic stratified
     subsample (None: the whole split); ``max_shift_examples`` caps each shifted
-    evaluation set further (smoke only; None keeps each shift's own cap).
+    evaluation set further (smoke only; None keeps each shift's own cap, e.g. the
+    corruptions' power-sized :data:`shifts.corruption.SIZE`). ``min_set_size``: a
+    shifted set with fewer examples is not scored (see :mod:`cud_bench.scoring`).
     ``shifts`` lists shift ids or families to score (empty: clean test only).
     ``ensemble_seeds`` are the seeds of the CE teachers whose disagreement defines
     the model-defined ambiguous subset; fixed per suite, so ``--seeds`` does not
-    change that subset.
+    change that subset, and disjoint from ``seeds``, so no teacher a method
+    distils helps pick the examples it is scored on.
     """
 
     name: str
@@ -128,11 +143,18 @@ class SuiteSpec(Spec):
     max_test: int | None = None
     shifts: tuple[str, ...] = ()
     max_shift_examples: int | None = None
-    ensemble_seeds: tuple[int, ...] = (0, 1, 2)
+    min_set_size: int = MIN_SET_SIZE
+    ensemble_seeds: tuple[int, ...] = ENSEMBLE_SEEDS
     description: str = dataclasses.field(default="", metadata={"hash": False})
 
     def __post_init__(self) -> None:
         check_fields(self, _context[-1] if _context else f"suite {self.name!r}")
+        shared = sorted(set(self.seeds) & set(self.ensemble_seeds))
+        if shared:
+            raise CudBenchError(
+                f"suite {self.name!r}: seed(s) {shared} are also ensemble seeds; the ambiguity ensemble must be "
+                f"disjoint from every teacher a method distils (ensemble seeds: {list(self.ensemble_seeds)})"
+            )
 
     def restrict(self, *, tasks=None, methods=None, seeds=None) -> "SuiteSpec":
         """The same suite on a subset of its tasks, methods or seeds (CLI filters)."""
@@ -158,8 +180,8 @@ suites.register(
         max_train=600,
         max_test=300,
         shifts=("corruption", "domain", "long-tail", "ambiguous", "held-out"),
-        max_shift_examples=60,
-        ensemble_seeds=(0, 1),
+        max_shift_examples=100,  # the minimum set size: CI's encoding time, not power
+        ensemble_seeds=(1000, 1001),
         description="CI's end-to-end check: 2 short-text tasks, every method, cross-fitted targets, 2 seeds, "
         "small deterministic subsets, every applicable shift",
     ),
@@ -261,6 +283,7 @@ FIELD_HELP = {
     "max_test": "cap on validation and test (positive integer; null: the whole split)",
     "shifts": "shift families or shift names to score (`cud-bench shifts --task NAME`); [] for clean test only",
     "max_shift_examples": "cap on each shifted set (null: each shift's own cap)",
+    "min_set_size": f"sets with fewer examples are not scored nor pooled (default {MIN_SET_SIZE})",
     "ensemble_seeds": "seeds of the CE teachers whose disagreement defines the ambiguous subset",
     "description": "free text (not part of the spec hash)",
 }

@@ -88,6 +88,12 @@ class TeacherStore:
             oof[held] = self._get(data, recipe, seed, fold).logits["heldout"]
         return oof
 
+    def fold_validation(self, data: TaskData, recipe: Component, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """For each fold teacher: the training rows it labels and its own validation logits."""
+        return tuple(
+            (held, self._get(data, recipe, seed, fold).logits["validation"]) for fold, held in enumerate(self.folds(data, seed))
+        )
+
     def folds(self, data: TaskData, seed: int) -> list[np.ndarray]:
         """Stratified folds of the training split: within each class, a seeded permutation dealt round-robin."""
         rng = np.random.default_rng(derive_seed("folds", data.spec.name, data.subset, seed))
@@ -106,7 +112,10 @@ class TeacherStore:
         return self._shift_memo[key]
 
     def seed_ensemble(self, data: TaskData, seeds: tuple[int, ...]) -> TeacherProbs:
-        """The CE teachers' test probabilities for every seed (for model-defined ambiguity)."""
+        """The CE teachers' test probabilities for every seed (for model-defined ambiguity).
+
+        The runner passes the suite's ``ensemble_seeds``, which no suite shares with its
+        training seeds: these teachers are never the ones a method distils."""
         ce = component("teacher", "ce")
         return TeacherProbs(
             data.test.ids,

@@ -13,13 +13,17 @@ The runner's contract::
         if shift.applies_to(task):                    # no data loaded
             for severity in shift.spec.severities:
                 inputs = {"teacher_probs": probs} if "teacher_probs" in shift.spec.requires else {}
-                shifted = shift.apply(task, severity, seed=0, **inputs)   # a ShiftedSet
+                shifted = shift.apply(task, severity, seed=0, splits=scored, **inputs)   # a ShiftedSet
 
 ``shifted.kind`` says how to score it: ``labelled`` (texts and labels in the
 task's label space: encode the texts, score like the clean test set),
 ``subset`` (``indices`` into the clean test split: reuse the clean
 predictions), ``out-of-scope`` (texts without an in-scope label: out-of-scope
-detection against the clean test split). Applying a shift to a task it does
+detection against the clean test split). ``scored`` (:class:`ScoredSplits`) is the
+suite's capped test split and training labels: corruptions draw from it, buckets count
+on it, subsets index it (default: the task's whole splits). A shift whose
+``reference_for`` names a scored family (``corruption-clean``) is scored with it.
+Applying a shift to a task it does
 not fit raises :class:`~cud_bench.errors.CudBenchError` naming the shift, the
 task and the tasks it fits. ``seed`` varies only corruptions; pass 0 so every
 method and training seed meets the same texts. Corrupted sets are cached
@@ -34,6 +38,7 @@ severity.
 from shifts.base import (
     FAMILIES,
     KINDS,
+    ScoredSplits,
     Shift,
     ShiftedSet,
     ShiftSpec,
@@ -49,6 +54,7 @@ __all__ = [
     "FAMILIES",
     "KINDS",
     "CorruptionFigures",
+    "ScoredSplits",
     "Shift",
     "ShiftSpec",
     "ShiftedSet",

@@ -6,9 +6,14 @@ shapes (``ShiftSpec.kind``), so it scores every shift with the same code:
 
 * ``labelled``: new texts with labels in the task's label space (corrupted
   test texts, another domain's texts, ...);
-* ``subset``: positions in the task's clean ``test`` split (class-frequency
-  buckets, ambiguous examples): the runner reuses the clean predictions;
+* ``subset``: positions in the clean test split the shift was given
+  (:class:`ScoredSplits`; class-frequency buckets, ambiguous examples, the clean
+  originals of corrupted texts): the runner reuses the clean predictions;
 * ``out-of-scope``: texts with no in-scope label, for detecting them.
+
+The runner gives every shift the splits the suite actually uses after its caps
+(:class:`ScoredSplits`: the test examples it scores, the training labels its
+models learn from); called without them, a shift uses the task's whole splits.
 
 Adding a shift is one module in :mod:`shifts.defs` that calls
 :func:`register_shift`; code outside this repository can use the entry-point
@@ -29,7 +34,9 @@ from cud_bench.errors import CudBenchError
 from cud_bench.registry import Registry
 from cud_bench.specs import Spec
 
-FAMILIES = ("corruption", "domain", "long-tail", "ambiguous", "held-out")
+# "reference": clean sets scored beside a family's shifted sets so that shifted minus clean is
+# paired example by example (the clean originals of the corrupted texts); never a shift itself.
+FAMILIES = ("corruption", "domain", "long-tail", "ambiguous", "held-out", "reference")
 KINDS = ("labelled", "subset", "out-of-scope")
 EVERY_TASK = "*"
 INPUTS = ("teacher_probs",)  # what a shift may ask the runner for, besides the task
@@ -97,8 +104,8 @@ class ShiftedSet:
 
     ``ids`` name the examples (for per-example records). By ``kind``:
     ``labelled`` fills ``texts`` and ``labels`` (ids into the task's
-    ``ClassLabel``); ``subset`` fills ``indices`` (positions in the task's
-    clean ``test`` split, increasing; ``ids`` are those rows' ids);
+    ``ClassLabel``); ``subset`` fills ``indices`` (positions in the clean test
+    split the shift was given, increasing; ``ids`` are those rows' ids);
     ``out-of-scope`` fills ``texts``. A set may be empty (e.g. no tail class),
     which the runner skips. Capped sets keep a fixed pseudo-random order, so
     their first ``n`` examples are themselves a deterministic sample.
@@ -145,17 +152,70 @@ class TeacherProbs:
     probs: tuple[np.ndarray, ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class ScoredSplits:
+    """The examples a suite uses after its caps: the test examples it scores (ids, texts,
+    labels, in the runner's order) and the labels of the training examples its models
+    learn from. Shifts draw from and count on these, not on the task's whole splits."""
+
+    test_ids: tuple[str, ...]
+    test_texts: tuple[str, ...]
+    test_labels: np.ndarray
+    train_labels: np.ndarray
+
+    @classmethod
+    def whole(cls, task: str) -> "ScoredSplits":
+        """The task's uncapped train and test splits."""
+        from cud_bench.data.tasks import load_task
+
+        data = load_task(task)
+        test = data["test"][:]  # one columnar read
+        return cls(
+            tuple(test["id"]), tuple(test["text"]), np.asarray(test["label"], dtype=np.int64),
+            np.asarray(data["train"]["label"], dtype=np.int64),
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class ShiftInputs:
+    """What the runner passes to :meth:`Shift.build` besides the task and severity.
+
+    ``splits`` (None: the task's whole splits, read when first needed), ``teacher_probs``
+    (for shifts that require it) and ``max_examples``: a cap below the shift's own, which
+    capped shifts honour by keeping a prefix of their deterministic order (the smoke suite).
+    """
+
+    teacher_probs: TeacherProbs | None = None
+    splits: ScoredSplits | None = None
+    max_examples: int | None = None
+
+    def splits_of(self, task: str) -> ScoredSplits:
+        return self.splits if self.splits is not None else ScoredSplits.whole(task)
+
+
 class Shift(abc.ABC):
-    """A registered shift: its frozen :class:`ShiftSpec` and the code that builds its sets."""
+    """A registered shift: its frozen :class:`ShiftSpec` and the code that builds its sets.
+
+    ``reference_for`` names a family when the shift is that family's clean reference
+    (family ``reference``): the runner scores it whenever it scores a shift of that family.
+    """
 
     spec: ShiftSpec
+    reference_for: str | None = None
 
     def applies_to(self, task: str) -> bool:
         """Whether the shift fits the task (a name or ``name@vN``); nothing is loaded."""
         return EVERY_TASK in self.spec.tasks or task.partition("@v")[0] in self.spec.tasks
 
     def apply(
-        self, task: str, severity: int, *, seed: int = 0, teacher_probs: TeacherProbs | None = None
+        self,
+        task: str,
+        severity: int,
+        *,
+        seed: int = 0,
+        teacher_probs: TeacherProbs | None = None,
+        splits: ScoredSplits | None = None,
+        max_examples: int | None = None,
     ) -> ShiftedSet:
         """The evaluation set for ``task`` at ``severity``.
 
@@ -164,6 +224,8 @@ class Shift(abc.ABC):
         ``teacher_probs`` (required when ``"teacher_probs"`` is in
         ``spec.requires``): differently seeded teachers' probabilities on
         some of the task's clean test examples (see :class:`TeacherProbs`).
+        ``splits``: the suite's capped splits (default: the task's whole splits);
+        ``max_examples``: a further cap (see :class:`ShiftInputs`).
         """
         if not self.applies_to(task):
             raise CudBenchError(
@@ -174,11 +236,19 @@ class Shift(abc.ABC):
             raise CudBenchError(
                 f"shift {self.spec.id} needs the test probabilities of the task's teachers (teacher_probs)"
             )
-        return self.build(get_task(task).spec.name, severity, seed, teacher_probs)
+        if max_examples is not None and max_examples < 1:
+            raise CudBenchError(f"max_examples must be positive or None, got {max_examples}")
+        inputs = ShiftInputs(teacher_probs, splits, max_examples)
+        return self.build(get_task(task).spec.name, severity, seed, inputs)
 
     @abc.abstractmethod
-    def build(self, task: str, severity: int, seed: int, teacher_probs: TeacherProbs | None) -> ShiftedSet:
+    def build(self, task: str, severity: int, seed: int, inputs: ShiftInputs) -> ShiftedSet:
         """Build the set; arguments are already checked (``task`` is the bare task name)."""
+
+    def cap(self, inputs: ShiftInputs) -> int | None:
+        """How many examples a capped shift keeps: its own cap, or the caller's smaller one."""
+        caps = [c for c in (self.spec.max_examples, inputs.max_examples) if c is not None]
+        return min(caps) if caps else None
 
     def subset(self, task: str, severity: int, test_ids: Sequence[str], indices: np.ndarray) -> ShiftedSet:
         """A ``subset`` set: ``indices`` (increasing) into the test split whose ids are ``test_ids``."""

@@ -17,9 +17,18 @@ example's corruption therefore depends on nothing else: not the batch, the
 order, the process, or any other use of ``random``; the global generator is
 never touched.
 
-A task's corrupted set is its first :data:`CAP` test examples in
-:func:`shifts.selection.hash_order`, the same examples for every corruption,
-cached as JSON under ``<cache>/shifts/corruption/``.
+Which texts (version 2): a task's corrupted set is the first :data:`SIZE`
+examples of the test split the suite *scores* (after its cap) in
+:func:`shifts.selection.stratified_hash_order`, so every prefix is stratified by
+class; they are kept in test-split order. The choice depends on the example ids
+and labels alone: the same for every corruption and severity (paired), every
+method and every training seed, fixed by the shift version like a corrupted image
+benchmark. The clean originals of the same texts are the ``corruption-clean``
+reference set (:class:`CleanOriginals`), scored beside them, so corrupted minus
+clean is paired example by example: position ``j`` of every corrupted set and of
+the reference is one test text. Version 1 took the first 30 texts of the whole
+test split in plain hash order, unstratified: too few to resolve the effects.
+Sets are cached as JSON under ``<cache>/shifts/corruption/``, keyed by the ids.
 """
 
 from __future__ import annotations
@@ -32,14 +41,20 @@ import struct
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from cud_bench.data.tasks import get_task, task_cache_path
 from cud_bench.io import CacheMismatch, cache_dir, read_json_checked, write_json_checked
-from shifts.base import EVERY_TASK, Shift, ShiftedSet, ShiftSpec
-from shifts.selection import capped, task_rows
+from shifts.base import EVERY_TASK, ScoredSplits, Shift, ShiftedSet, ShiftInputs, ShiftSpec
+from shifts.selection import stratified_hash_order
 
 log = logging.getLogger(__name__)
 
-CAP = 30  # test examples per task and corruption: bounds the encoding cost of 10 corruptions x 5 severities
+
+VERSION = 2  # of every corruption shift: bump when the texts a set holds change
+# Texts per task x corruption x severity (the scored test split's size if smaller). Sized for
+# power: see the README's power table; the one number to change (with VERSION) to resize them.
+SIZE = 300
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5)
 NLPAUG = "pypi:nlpaug==1.1.11"
 # Character corruptions: the level is the fraction of words hit; one character in each word hit
@@ -135,7 +150,7 @@ class Corruption(Shift):
         description: str,
         level_meaning: str,
         source: str = NLPAUG,
-        version: int = 1,
+        version: int = VERSION,
     ) -> None:
         self.spec = ShiftSpec(
             name=name,
@@ -145,7 +160,7 @@ class Corruption(Shift):
             tasks=(EVERY_TASK,),
             severities=tuple(range(1, len(LEVELS) + 1)),
             levels=LEVELS,
-            max_examples=CAP,
+            max_examples=SIZE,
             source=source,
             params=(("augmenter", augmenter), ("rate_option", rate_option), *sorted(options.items())),
             level_meaning=level_meaning,
@@ -167,20 +182,22 @@ class Corruption(Shift):
             out.append(action(text))
         return out
 
-    def build(self, task: str, severity: int, seed: int, teacher_probs: Any) -> ShiftedSet:
+    def build(self, task: str, severity: int, seed: int, inputs: ShiftInputs) -> ShiftedSet:
         task_spec = get_task(task).spec
+        splits = inputs.splits_of(task)
+        rows = corrupted_rows(splits, self.cap(inputs))
+        ids = [splits.test_ids[i] for i in rows]
+        digest = hashlib.blake2b("\n".join(ids).encode("utf-8"), digest_size=8).hexdigest()
         path = (
             cache_dir() / "shifts" / "corruption" / f"{self.spec.name}-v{self.spec.version}-{self.spec.spec_hash()}"
-            / task_cache_path(task_spec).name / f"severity{severity}-seed{seed}.json"
+            / task_cache_path(task_spec).name / f"severity{severity}-seed{seed}-{digest}.json"
         )  # fmt: skip
         stored = _read_cached_set(path)
         if stored is None:
-            rows = capped(task_rows(task, ("test",)), self.spec.max_examples)
-            ids = rows["id"].tolist()
             stored = {
                 "ids": ids,
-                "texts": self.corrupt(ids, rows["text"].tolist(), severity, seed),
-                "labels": rows["label"].tolist(),
+                "texts": self.corrupt(ids, [splits.test_texts[i] for i in rows], severity, seed),
+                "labels": [int(splits.test_labels[i]) for i in rows],
             }
             write_json_checked(path, stored)
         return ShiftedSet(
@@ -216,3 +233,40 @@ def _read_cached_set(path: Path) -> dict[str, Any] | None:
     except CacheMismatch as exc:
         log.warning("%s; rebuilding it", exc)
         return None
+
+
+def corrupted_rows(splits: ScoredSplits, cap: int | None) -> np.ndarray:
+    """Positions (increasing) in the scored test split of the texts every corruption corrupts:
+    the first ``cap`` in the stratified hash order (all of them when ``cap`` is None or larger)."""
+    order = stratified_hash_order(splits.test_ids, splits.test_labels)
+    return np.sort(order if cap is None else order[:cap])
+
+
+class CleanOriginals(Shift):
+    """The clean test examples every corruption corrupts (kind ``subset``): the paired reference.
+
+    Scored from the clean predictions, beside the corrupted sets: corrupted minus clean
+    on the same texts is then a paired difference, free of the sampling error that made
+    version 1's corrupted accuracy exceed clean accuracy on two tasks.
+    """
+
+    reference_for = "corruption"  # the runner scores it whenever it scores a corruption
+
+    def __init__(self, name: str, *, description: str, version: int = 1) -> None:
+        self.spec = ShiftSpec(
+            name=name,
+            version=version,
+            family="reference",
+            kind="subset",
+            tasks=(EVERY_TASK,),
+            severities=(1,),
+            levels=(),
+            max_examples=SIZE,
+            source=f"the scored test examples that the corruption shifts (v{VERSION}) corrupt",
+            params=(("corruption_version", VERSION),),
+            description=description,
+        )
+
+    def build(self, task: str, severity: int, seed: int, inputs: ShiftInputs) -> ShiftedSet:
+        splits = inputs.splits_of(task)
+        return self.subset(task, severity, splits.test_ids, corrupted_rows(splits, self.cap(inputs)))

@@ -17,7 +17,7 @@ import pandas as pd
 from cud_bench.data.task_defs._tweet_collections import RULES, collection_of
 from cud_bench.data.tasks import get_task
 from cud_bench.errors import CudBenchError
-from shifts.base import Shift, ShiftedSet, ShiftSpec
+from shifts.base import Shift, ShiftedSet, ShiftInputs, ShiftSpec
 from shifts.selection import capped, task_rows, unseen_by
 
 CAP = 500
@@ -53,7 +53,7 @@ class DomainTransfer(Shift):
         self.source_task = source_task
         self.label_map = dict(label_map)
 
-    def build(self, task: str, severity: int, seed: int, teacher_probs: Any) -> ShiftedSet:
+    def build(self, task: str, severity: int, seed: int, inputs: ShiftInputs) -> ShiftedSet:
         task_spec = get_task(task).spec
         unknown = sorted(set(self.label_map.values()) - set(task_spec.label_names))
         if unknown:
@@ -61,7 +61,7 @@ class DomainTransfer(Shift):
         source_names = get_task(self.source_task).spec.label_names
         rows = task_rows(self.source_task)
         rows = rows.assign(source_label=[source_names[i] for i in rows["label"]])
-        rows = capped(unseen_by(self.target_rows(rows[rows["source_label"].isin(self.label_map)]), task), CAP)
+        rows = capped(unseen_by(self.target_rows(rows[rows["source_label"].isin(self.label_map)]), task), self.cap(inputs))
         codes = {name: i for i, name in enumerate(task_spec.label_names)}
         return ShiftedSet(
             shift=self.spec.id,

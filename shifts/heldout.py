@@ -9,11 +9,11 @@ scope), and at most :data:`CAP` are kept, in :func:`shifts.selection.hash_order`
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from cud_bench.data.tasks import SPLITS, get_task
 from cud_bench.errors import CudBenchError
-from shifts.base import Shift, ShiftedSet, ShiftSpec
+from shifts.base import Shift, ShiftedSet, ShiftInputs, ShiftSpec
 from shifts.selection import capped, task_rows, unseen_by
 
 CAP = 500
@@ -50,7 +50,7 @@ class HeldOutClasses(Shift):
         self.splits = tuple(splits)
         self.classes = classes
 
-    def build(self, task: str, severity: int, seed: int, teacher_probs: Any) -> ShiftedSet:
+    def build(self, task: str, severity: int, seed: int, inputs: ShiftInputs) -> ShiftedSet:
         rows = task_rows(self.source_task, self.splits)
         if self.classes is not None:
             names = get_task(self.source_task).spec.label_names
@@ -58,7 +58,7 @@ class HeldOutClasses(Shift):
             if unknown:
                 raise CudBenchError(f"shift {self.spec.id}: {unknown} are not classes of task {self.source_task!r}")
             rows = rows[rows["label"].isin([names.index(c) for c in self.classes])]
-        rows = capped(unseen_by(rows, task), CAP)
+        rows = capped(unseen_by(rows, task), self.cap(inputs))
         return ShiftedSet(
             shift=self.spec.id,
             task=get_task(task).spec.id,

@@ -4,20 +4,21 @@ Severity 1, 2, 3 are the head, medium and tail buckets: test examples whose
 class has at least :data:`HEAD` training examples, at least :data:`TAIL` but
 fewer than :data:`HEAD`, and fewer than :data:`TAIL` (the many-, medium- and
 few-shot split of Liu et al. 2019, "Large-scale long-tailed recognition in an
-open world"). Counts are taken on the task's ``train`` split; a bucket with no
-class is an empty set. On a balanced task every example is in the head; the
-buckets matter on reuters-r52 and the long-tailed training variants
+open world"). Counts are taken on the training labels the models actually learn
+from (the suite's capped train split, :class:`~shifts.base.ScoredSplits`; version 1
+counted the whole train split, so a "tail" class could have 6 or 0 training examples
+in a capped suite); a bucket with no class is an empty set. On a balanced task every
+example is in the head (the runner then skips the bucket: it equals the clean set);
+the buckets matter on reuters-r52 and the long-tailed training variants
 (``20newsgroups-lt10``, ``20newsgroups-lt100``), whose test sets are balanced.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from cud_bench.data.tasks import get_task, load_task
-from shifts.base import EVERY_TASK, Shift, ShiftedSet, ShiftSpec
+from cud_bench.data.tasks import get_task
+from shifts.base import EVERY_TASK, Shift, ShiftedSet, ShiftInputs, ShiftSpec
 
 HEAD = 100
 TAIL = 20
@@ -28,7 +29,7 @@ LOWER_BOUNDS = (HEAD, TAIL, 0)  # fewest training examples of a class in each bu
 class FrequencyBuckets(Shift):
     """The test examples of the classes in one frequency bucket (kind ``subset``)."""
 
-    def __init__(self, name: str, *, description: str, version: int = 1) -> None:
+    def __init__(self, name: str, *, description: str, version: int = 2) -> None:
         self.spec = ShiftSpec(
             name=name,
             version=version,
@@ -38,16 +39,15 @@ class FrequencyBuckets(Shift):
             severities=(1, 2, 3),
             levels=LOWER_BOUNDS,
             max_examples=None,
-            source="the task's own train and test splits",
+            source="the suite's scored test split, bucketed by the class counts of its capped train split",
             params=(("buckets", BUCKETS), ("head_min", HEAD), ("tail_below", TAIL)),
             level_meaning="fewest training examples of a class in the bucket (head, medium, tail)",
             description=description,
         )
 
-    def build(self, task: str, severity: int, seed: int, teacher_probs: Any) -> ShiftedSet:
-        data = load_task(task)
-        counts = np.bincount(data["train"]["label"], minlength=get_task(task).spec.num_classes)
+    def build(self, task: str, severity: int, seed: int, inputs: ShiftInputs) -> ShiftedSet:
+        splits = inputs.splits_of(task)
+        counts = np.bincount(splits.train_labels, minlength=get_task(task).spec.num_classes)
         upper = np.inf if severity == 1 else LOWER_BOUNDS[severity - 2]
         in_bucket = (counts >= LOWER_BOUNDS[severity - 1]) & (counts < upper)
-        test_labels = np.asarray(data["test"]["label"])
-        return self.subset(task, severity, data["test"]["id"], np.flatnonzero(in_bucket[test_labels]))
+        return self.subset(task, severity, splits.test_ids, np.flatnonzero(in_bucket[splits.test_labels]))

@@ -27,6 +27,28 @@ def hash_order(ids: Sequence[str]) -> np.ndarray:
     return np.array(sorted(range(len(ids)), key=keys.__getitem__), dtype=np.int64)
 
 
+def stratified_hash_order(ids: Sequence[str], labels: Sequence[int]) -> np.ndarray:
+    """Positions of ``ids`` in an order whose every prefix is stratified by ``labels``.
+
+    Within each class the examples keep :func:`hash_order`; the classes are then
+    interleaved by each example's quantile within its class (rank + 1/2 over the
+    class size, ties broken by the id's hash), so the first ``k`` hold about
+    ``k * n_c / n`` of class ``c`` (within one of it). A smaller cap therefore draws a
+    stratified subset of a larger one, and one example's place depends only on its
+    own id and the class sizes.
+    """
+    labels = np.asarray(labels)
+    if len(labels) != len(ids):
+        raise ValueError(f"{len(ids)} ids but {len(labels)} labels")
+    digests = [hashlib.blake2b(i.encode("utf-8"), digest_size=8).digest() for i in ids]
+    keys: list[tuple[float, bytes, int]] = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        ranked = sorted(members.tolist(), key=digests.__getitem__)
+        keys += [((rank + 0.5) / len(ranked), digests[pos], pos) for rank, pos in enumerate(ranked)]
+    return np.array([pos for _, _, pos in sorted(keys)], dtype=np.int64)
+
+
 def first_by_hash(ids: Sequence[str], cap: int | None) -> np.ndarray:
     """Positions of the ``cap`` ids that come first in :func:`hash_order` (all of them if ``cap`` is None)."""
     order = hash_order(ids)

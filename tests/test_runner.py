@@ -6,14 +6,20 @@ features) so each run takes seconds once features are cached.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from cud_bench import records, runner
+from cud_bench import calibration, records, runner
 from cud_bench.errors import CudBenchError
-from cud_bench.suites import SuiteSpec, load_suite
+from cud_bench.methods import get_method
+from cud_bench.recipes import component
+from cud_bench.scoring import ShiftSets
+from cud_bench.suites import ENSEMBLE_SEEDS, SuiteSpec, load_suite, model_presets
+from cud_bench.taskdata import Inputs, prepare_task
+from cud_bench.teachers import TeacherStore
 
 TINY = SuiteSpec(
     name="tiny",
@@ -25,8 +31,9 @@ TINY = SuiteSpec(
     n_folds=2,
     max_train=160,
     max_test=80,
-    shifts=("char-swap", "class-frequency"),
+    shifts=("char-swap", "class-frequency", "teacher-disagreement"),
     max_shift_examples=12,
+    min_set_size=10,  # a tiny suite: the sets are far below the benchmark's minimum of 100
 )
 
 
@@ -56,21 +63,122 @@ def test_every_cell_has_a_complete_record(first_run):
         clean = record["student"]["clean"]
         assert {"accuracy", "nll", "brier", "ece/uniform/15/l1", "ece/quantile/15/l1", "aurc"} <= set(clean["raw"])
         assert set(clean["raw"]) == set(clean["ts"]) and clean["temperature"] > 0
-        assert set(record["student"]["shifts"]) == {"char-swap@v1", "class-frequency@v1"}
-        assert set(record["student"]["shifts"]["char-swap@v1"]) == {"1", "2", "3", "4", "5"}
+        scored = set(record["student"]["shifts"])
+        assert {"char-swap@v2", "corruption-clean@v1"} <= scored
+        assert scored <= {"char-swap@v2", "corruption-clean@v1", "teacher-disagreement@v2", "class-frequency@v2"}
+        assert set(record["student"]["shifts"]["char-swap@v2"]) == {"1", "2", "3", "4", "5"}
         assert record["specs"]["method"]["hash"] and record["specs"]["task"]["id"] == "drug-reviews@v1"
-        assert set(record["specs"]["shifts"]) == {"char-swap@v1", "class-frequency@v1"}
+        assert set(record["specs"]["shifts"]) == scored
+        assert record["training"]["selection_rule"] == "min-val-calibrated-nll/patience=3"
         assert (record["teacher"] is None) == (cell.method == "ce")
         predictions = records.read_predictions(cell.record_path(out))
         assert predictions["clean/probs"].dtype == np.float16
         recomputed = float(np.mean(predictions["clean/probs"].argmax(1) == predictions["clean/labels"]))
-        assert recomputed == pytest.approx(clean["raw"]["accuracy"])
+        top2 = np.sort(predictions["clean/probs"].astype(np.float64), axis=1)[:, -2:]
+        ties = int(np.sum(top2[:, 0] == top2[:, 1]))  # float16 rounding can tie the top two classes
+        assert abs(recomputed - clean["raw"]["accuracy"]) <= ties / len(top2) + 1e-9
+        # degenerate flag, computed on the clean test predictions
+        share = np.bincount(predictions["clean/probs"].astype(np.float64).argmax(1)).max() / len(predictions["clean/labels"])
+        assert record["student"]["majority_share"] == pytest.approx(share, abs=0.02)
+        assert record["student"]["degenerate"] == (record["student"]["majority_share"] >= 0.95)
+        # the corrupted texts are copies of clean rows; the clean reference holds the same rows
+        rows = predictions["shift/char-swap@v2/3/rows"]
+        assert len(rows) == 12 and np.array_equal(predictions["shift/char-swap@v2/3/labels"], predictions["clean/labels"][rows])
+        assert np.array_equal(predictions["shift/corruption-clean@v1/1/rows"], rows)
+        # the scored teacher's clean test probabilities, for bootstrapping teacher claims
+        if record["teacher"] is None:
+            assert not any(k.startswith("teacher/") for k in predictions)
+            continue
+        teacher_probs = predictions["teacher/clean/probs"]
+        assert teacher_probs.dtype == np.float16 and teacher_probs.shape == predictions["clean/probs"].shape
+        teacher_accuracy = float(np.mean(teacher_probs.argmax(1) == predictions["clean/labels"]))
+        assert teacher_accuracy == pytest.approx(record["teacher"]["clean"]["raw"]["accuracy"], abs=0.02)
+        assert record["teacher"]["degenerate"] == (record["teacher"]["majority_share"] >= 0.95)
+
+
+def test_the_leaderboard_reads_the_new_prediction_keys(first_run):
+    """``teacher/clean/probs`` and a corrupted set's ``rows`` are not sets of their own."""
+    from leaderboard import entry
+
+    out, _, _ = first_run
+    path = out / "tiny" / "records" / "drug-reviews__kd__mlp-l3__cross-fit__seed0.json"
+    built = entry.from_record(records.read_record(path), path.with_suffix(".npz"))
+    entry.validate(built, path)
+    assert not any(s.split("/")[0] == "teacher" for s in built["sets"])
+    assert {"char-swap@v2/1", "corruption-clean@v1/1", "pool/corruption"} <= set(built["sets"])
+    assert built["sets"]["pool/corruption"]["n"] == 5 * 12  # the clean reference is not pooled with them
 
 
 def test_each_teacher_is_trained_once_and_shared(first_run):
     _, _, summary = first_run
     # ce and dus recipes x (1 full-data teacher + 2 fold teachers); kd, ts and cud-wclip share the ce ones.
-    assert summary.teachers_trained == {"ce": 3, "dus": 3}
+    # Three more ce teachers, of the ensemble seeds, define teacher-disagreement: none is distilled.
+    assert summary.teachers_trained == {"ce": 3 + len(ENSEMBLE_SEEDS), "dus": 3}
+
+
+def test_the_ambiguity_ensemble_shares_no_teacher_with_any_method(first_run):
+    """Version 1 used the suite's own seeds, so kd, ts and cud-wclip's teacher helped pick the subset."""
+    _, teachers, _ = first_run
+    store = TeacherStore(model_presets.get(TINY.teacher)(), TINY.n_folds, Inputs(False), teachers)
+    data = prepare_task("drug-reviews", TINY)
+    distilled = {
+        store.key(data, get_method(m).teacher, seed, fold)
+        for m in TINY.methods if get_method(m).teacher is not None
+        for seed in TINY.seeds for fold in (None, *range(TINY.n_folds))
+    }  # fmt: skip
+    ensemble = {store.key(data, component("teacher", "ce"), seed, None) for seed in TINY.ensemble_seeds}
+    on_disk = {p.name for p in teachers.iterdir()}
+    assert ensemble <= on_disk and len(distilled & on_disk) == 6  # both were trained in the run
+    assert not ensemble & distilled
+    with pytest.raises(CudBenchError, match="also ensemble seeds"):
+        TINY.restrict(seeds=[0, ENSEMBLE_SEEDS[0]])
+
+
+def test_cross_fit_ts_uses_each_fold_teachers_own_temperature(first_run):
+    out, teachers, _ = first_run
+    store = TeacherStore(model_presets.get(TINY.teacher)(), TINY.n_folds, Inputs(False), teachers)
+    data = prepare_task("drug-reviews", TINY)
+    ce = component("teacher", "ce")
+    expected = [
+        calibration.fit_temperature(store._get(data, ce, 0, fold).logits["validation"], data.validation.labels, split="validation")
+        for fold in range(TINY.n_folds)
+    ]
+    crossfit = records.read_record(out / "tiny" / "records" / "drug-reviews__ts__mlp-l3__cross-fit__seed0.json")["teacher"]
+    assert crossfit["fold_temperatures"] == pytest.approx(expected)
+    assert crossfit["targets"]["temperature"] == pytest.approx(np.mean(expected))
+    assert abs(crossfit["targets"]["temperature"] - store.full(data, ce, 0).temperature) > 1e-6  # not the full teacher's
+    insample = records.read_record(out / "tiny" / "records" / "drug-reviews__ts__mlp-l3__in-sample__seed0.json")["teacher"]
+    assert insample["fold_temperatures"] is None
+    assert insample["targets"]["temperature"] == pytest.approx(store.full(data, ce, 0).temperature)
+
+
+def test_small_sets_and_sets_equal_to_clean_are_not_scored():
+    """A balanced task's head bucket is the clean set; sets below the minimum size are noise."""
+    suite = SuiteSpec(
+        name="sizes", tasks=("rt-polarity",), methods=("ce",), seeds=(0,), max_train=600, max_test=300,
+        shifts=("char-swap", "class-frequency"), max_shift_examples=100,
+    )  # fmt: skip
+    assert suite.min_set_size == 100
+    data = prepare_task("rt-polarity", suite)
+
+    def no_teachers():
+        raise AssertionError("no shift here needs teachers")
+
+    sets = ShiftSets(suite, data, no_teachers)
+    assert sets.not_scored == {
+        "class-frequency@v2/1": "equals the clean test set",
+        "class-frequency@v2/2": "0 examples, below the minimum of 100",
+        "class-frequency@v2/3": "0 examples, below the minimum of 100",
+    }
+    assert sets.shift_ids == ["char-swap@v2", "corruption-clean@v1"] and all(len(s) == 100 for s in sets.sets)
+    # the corruption sets are fixed data: the training seeds do not enter
+    assert ShiftSets(dataclasses.replace(suite, seeds=(7, 8)), data, no_teachers).sets == sets.sets
+    fewer = ShiftSets(dataclasses.replace(suite, max_shift_examples=99), data, no_teachers)
+    assert fewer.sets == [] and fewer.not_scored["char-swap@v2/5"] == "99 examples, below the minimum of 100"
+    assert fewer.not_scored["corruption-clean@v1/1"] == "99 examples, below the minimum of 100"
+    summary = runner.RunSummary(out_dir=".", not_scored={"rt-polarity": fewer.not_scored})
+    assert "sets not scored (never pooled): 9" in summary.report()
+    assert "rt-polarity: char-swap@v2/1 (99 examples, below the minimum of 100)" in summary.report()
 
 
 def test_protocols_differ_only_in_the_targets(first_run):

@@ -94,7 +94,7 @@ def test_applies_to_and_clear_errors():
 
 
 def test_get_shift_by_versioned_id():
-    assert get_shift("char-keyboard@v1") is get_shift("char-keyboard")
+    assert get_shift("char-keyboard@v2") is get_shift("char-keyboard")
     with pytest.raises(CudBenchError, match="version 9 is not available"):
         get_shift("char-keyboard@v9")
     with pytest.raises(RegistryError, match="did you mean 'char-keyboard'"):
@@ -105,7 +105,7 @@ def test_describe_is_json_and_complete():
     listed = json.loads(json.dumps(describe()))
     assert [d["name"] for d in listed] == shifts.names()
     keyboard = next(d for d in listed if d["name"] == "char-keyboard")
-    assert keyboard["id"] == "char-keyboard@v1" and keyboard["family"] == "corruption"
+    assert keyboard["id"] == "char-keyboard@v2" and keyboard["family"] == "corruption"
     assert keyboard["params"]["augmenter"] == "nlpaug.augmenter.char:KeyboardAug"
     assert keyboard["params"]["aug_word_max"] is None  # nlpaug's cap of 10 edits is lifted
     assert keyboard["spec_hash"] == get_shift("char-keyboard").spec.spec_hash()
@@ -116,7 +116,7 @@ def test_applicability_table_lists_every_shift_once():
     rows = [line for line in table.splitlines()[2:]]
     assert len(rows) == len(shifts.names())
     assert "| `rt-polarity-to-tweets@v1` | domain | 1 | `rt-polarity` |" in rows
-    assert "| `char-ocr@v1` | corruption | 5 | every task |" in rows
+    assert "| `char-ocr@v2` | corruption | 5 | every task |" in rows
 
 
 def test_corruption_figures_by_hand():

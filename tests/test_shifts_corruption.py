@@ -17,11 +17,11 @@ import pytest
 
 from cud_bench.errors import DataError
 from cud_bench.io import cache_dir
-from shifts import get_shift, shifts
+from shifts import ScoredSplits, get_shift, shifts
 from shifts.augmenters import respell, split_token, swappable
-from shifts.corruption import CAP, HashStream, example_key
+from shifts.corruption import SIZE, VERSION, HashStream, example_key
 from shifts.glove import compute_neighbours, neighbour_table
-from shifts.selection import capped, task_rows
+from shifts.selection import capped, stratified_hash_order, task_rows
 from shifts.wordnet import LEXNAMES, lexnames_text, synonyms, wordnet
 
 CORRUPTIONS = [name for name, shift in shifts.items() if shift.spec.family == "corruption"]
@@ -124,23 +124,61 @@ def test_measured_edit_rate_grows_with_severity(sample):
         assert 0.05 < rates[0] and rates[-1] < 1.2, (name, rates)
 
 
-def test_corrupted_sets_are_cached_and_reused(private_cache, monkeypatch):
+def _imbalanced_scored_split() -> ScoredSplits:
+    """A stand-in for a suite's capped test split: 150 negative and 50 positive rt-polarity texts."""
+    test = task_rows("rt-polarity", ("test",))
+    rows = pd.concat([test[test["label"] == 0].iloc[:150], test[test["label"] == 1].iloc[:50]]).sort_values("id")
+    train = task_rows("rt-polarity", ("train",))
+    return ScoredSplits(tuple(rows["id"]), tuple(rows["text"]), rows["label"].to_numpy(), train["label"].to_numpy())
+
+
+def test_corruption_sets_are_drawn_stratified_from_the_scored_split_and_cached(private_cache, monkeypatch):
+    """Version 1 took the first 30 texts of the whole test split in plain hash order, whatever the
+    suite scored and whatever their classes; version 2 draws a stratified prefix of the scored split."""
     shift = get_shift("char-keyboard")
-    first = shift.apply("rt-polarity", 2)
-    assert len(first) == shift.spec.max_examples == CAP
-    test = task_rows("rt-polarity", ("test",)).set_index("id")
-    assert list(first.labels) == test.loc[list(first.ids), "label"].tolist()
-    assert list(first.ids) == capped(test.reset_index(), CAP)["id"].tolist()
-    cached = list((private_cache / "shifts" / "corruption").rglob("severity2-seed0.json"))
-    assert len(cached) == 1
+    assert shift.spec.id == f"char-keyboard@v{VERSION}" == "char-keyboard@v2" and shift.spec.max_examples == SIZE == 300
+    scored = _imbalanced_scored_split()
+    first = shift.apply("rt-polarity", 2, splits=scored, max_examples=40)
+    assert len(first) == 40 and set(first.ids) <= set(scored.test_ids)
+    assert Counter(first.labels) == {0: 30, 1: 10}  # 3:1 as in the scored split
+    position = {id_: i for i, id_ in enumerate(scored.test_ids)}
+    rows = [position[i] for i in first.ids]
+    assert rows == sorted(rows)  # kept in test-split order
+    assert list(first.labels) == [int(scored.test_labels[r]) for r in rows]
+    # a larger cap draws a superset (so the smoke suite's sets are a stratified part of a larger suite's)
+    larger = shift.apply("rt-polarity", 2, splits=scored, max_examples=120)
+    assert set(first.ids) < set(larger.ids) and Counter(larger.labels) == {0: 90, 1: 30}
+    assert len(shift.apply("rt-polarity", 2, splits=scored)) == 200  # a split smaller than SIZE: all of it
+    assert len(shift.apply("rt-polarity", 1, max_examples=None)) == SIZE  # default: the whole test split
+    cached = list((private_cache / "shifts" / "corruption").rglob("severity2-seed0-*.json"))
+    assert len(cached) == 3
 
     def refuse(*args, **kwargs):
         raise AssertionError("a cached set was corrupted again")
 
     monkeypatch.setattr(shift, "corrupt", refuse)
-    assert shift.apply("rt-polarity", 2) == first
-    # every corruption of a task keeps the same examples, so they compare pair by pair
-    assert get_shift("word-delete").apply("rt-polarity", 1).ids == first.ids
+    assert shift.apply("rt-polarity", 2, splits=scored, max_examples=40) == first
+    # every corruption and severity keeps the same texts, so they compare pair by pair; the clean
+    # reference holds those texts' rows in the same order
+    for name in ("word-delete", "char-swap"):
+        assert get_shift(name).apply("rt-polarity", 1, splits=scored, max_examples=40).ids == first.ids
+    clean = get_shift("corruption-clean").apply("rt-polarity", 1, splits=scored, max_examples=40)
+    assert clean.kind == "subset" and clean.indices == tuple(rows) and clean.ids == first.ids
+    assert get_shift("corruption-clean").spec.family == "reference"
+
+
+def test_stratified_hash_order_by_hand():
+    ids = [f"x{i}" for i in range(12)]
+    labels = [0] * 9 + [1] * 3
+    order = stratified_hash_order(ids, labels)
+    assert sorted(order.tolist()) == list(range(12))
+    for k in range(1, 13):  # every prefix within one example of 3:1
+        ones = sum(labels[i] for i in order[:k])
+        assert abs(ones - k / 4) <= 1, (k, ones)
+    # one example's place depends on ids and class sizes, not on the order they come in
+    shuffled = list(reversed(range(12)))
+    again = stratified_hash_order([ids[i] for i in shuffled], [labels[i] for i in shuffled])
+    assert [shuffled[i] for i in again] == order.tolist()
 
 
 def test_no_shift_opens_a_network_connection(private_cache, monkeypatch, sample):
@@ -161,7 +199,7 @@ def test_no_shift_opens_a_network_connection(private_cache, monkeypatch, sample)
             shift = get_shift(name)
             monkeypatch.setattr(shift, "_augmenters", {})  # nlpaug augmenters built again too
             assert len(shift.corrupt(ids[:5], texts[:5], 5)) == 5
-        assert len(get_shift("word-synonym").apply("rt-polarity", 1)) == CAP
+        assert len(get_shift("word-synonym").apply("rt-polarity", 1, max_examples=30)) == 30
         for name in ("rt-polarity-to-tweets", "class-frequency"):
             assert len(get_shift(name).apply("rt-polarity", 1)) > 0
         assert (private_cache / "nltk_data" / "corpora" / "wordnet" / "lexnames").is_file()

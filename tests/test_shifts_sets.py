@@ -12,7 +12,9 @@ from cud_bench.data.task_defs._newsgroups import HELD_OUT_GROUPS, SOURCE_GROUPS,
 from cud_bench.data.task_defs._tweet_collections import collection_of
 from cud_bench.data.tasks import get_task, load_task
 from cud_bench.errors import CudBenchError
-from shifts import TeacherProbs, get_shift, shifts
+from cud_bench.suites import suites
+from cud_bench.taskdata import prepare_task
+from shifts import ScoredSplits, TeacherProbs, get_shift, shifts
 from shifts.longtail import HEAD, TAIL
 from shifts.selection import task_rows
 
@@ -121,6 +123,25 @@ def test_frequency_buckets_partition_the_test_set(task):
     assert [data["test"]["id"][i] for i in buckets[2].indices] == list(buckets[2].ids)
 
 
+def test_frequency_buckets_count_the_training_labels_the_models_learn_from():
+    """Version 1 counted the whole train split; a suite trains on its capped split, where a class
+    with 100+ examples in the full split can have a handful."""
+    shift = get_shift("class-frequency")
+    assert shift.spec.id == "class-frequency@v2"
+    data = prepare_task("reuters-r52", suites.get("cpu"))  # train capped at 2,000 of 6,532
+    scored = ScoredSplits(data.test.ids, data.test.texts, data.test.labels, data.train.labels)
+    capped_counts = np.bincount(data.train.labels, minlength=data.num_classes)
+    full_counts = np.bincount(ScoredSplits.whole("reuters-r52").train_labels, minlength=data.num_classes)
+    buckets = [shift.apply("reuters-r52", s, splits=scored) for s in (1, 2, 3)]
+    assert sorted(np.concatenate([b.indices for b in buckets]).astype(int).tolist()) == list(range(len(data.test.ids)))
+    head, medium, tail = (capped_counts[data.test.labels[list(b.indices)]] for b in buckets)
+    assert np.all(head >= HEAD) and np.all((medium >= TAIL) & (medium < HEAD)) and np.all(tail < TAIL)
+    assert [data.test.ids[i] for i in buckets[0].indices] == list(buckets[0].ids)
+    # the definitions differ on this task: some test examples change bucket
+    head_by_full_counts = np.flatnonzero(np.isin(data.test.labels, np.flatnonzero(full_counts >= HEAD)))
+    assert len(buckets[0]) < len(head_by_full_counts)
+
+
 def test_long_tail_variants_follow_the_exponential_profile():
     assert exponential_profile(100, 3, 100) == [100, 10, 1]
     assert exponential_profile(377, 20, 10)[::19] == [377, 38]
@@ -146,6 +167,7 @@ def test_low_agreement_subsets_by_hand():
 
 def test_teacher_disagreement_by_hand():
     shift = get_shift("teacher-disagreement")
+    assert shift.spec.id == "teacher-disagreement@v2"
     ids = tuple(load_task("rt-polarity")["test"]["id"])
     agree = np.tile([0.8, 0.2], (len(ids), 1))
     other = agree.copy()
@@ -163,3 +185,16 @@ def test_teacher_disagreement_by_hand():
         shift.apply("rt-polarity", 1, teacher_probs=TeacherProbs(ids, (agree, agree[:10])))
     with pytest.raises(CudBenchError, match="not in task"):
         shift.apply("rt-polarity", 1, teacher_probs=TeacherProbs(("nope",), (agree[:1], agree[:1])))
+
+
+def test_teacher_disagreement_indexes_the_scored_split():
+    shift = get_shift("teacher-disagreement")
+    whole = ScoredSplits.whole("rt-polarity")
+    scored = ScoredSplits(whole.test_ids[100:140], whole.test_texts[100:140], whole.test_labels[100:140], whole.train_labels)
+    agree = np.tile([0.8, 0.2], (40, 1))
+    other = agree.copy()
+    other[[5, 9]] = [0.3, 0.7]
+    shifted = shift.apply("rt-polarity", 1, splits=scored, teacher_probs=TeacherProbs(scored.test_ids, (agree, other)))
+    assert shifted.indices == (5, 9) and shifted.ids == (whole.test_ids[105], whole.test_ids[109])
+    with pytest.raises(CudBenchError, match="scored test split"):
+        shift.apply("rt-polarity", 1, splits=scored, teacher_probs=TeacherProbs(whole.test_ids[:2], (agree[:2], agree[:2])))

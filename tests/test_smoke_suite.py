@@ -12,6 +12,7 @@ from cud_bench import records
 from cud_bench.cli import main
 from cud_bench.runner import expand
 from cud_bench.suites import suites
+from shifts import get_shift
 
 
 CI_CLAIMS = Path(__file__).parents[1] / "claims" / "smoke-ci.yaml"
@@ -28,13 +29,22 @@ def test_smoke_suite_writes_a_record_for_every_cell_with_shift_metrics(tmp_path,
     }
     for cell in cells:
         record = records.read_record(cell.record_path(tmp_path))
-        families = {name.split("@")[0] for name in record["student"]["shifts"]}
-        assert {"char-keyboard", "word-synonym", "class-frequency", "teacher-disagreement"} <= families
+        scored = record["student"]["shifts"]
+        names = {name.split("@")[0] for name in scored}
+        assert {"char-keyboard", "word-synonym", "corruption-clean"} <= names
+        assert scored["char-keyboard@v2"]["3"]["n"] == scored["corruption-clean@v1"]["1"]["n"] == smoke.max_shift_examples
         assert record["student"]["corruption_summary"]["raw"]["mean_ece"] >= 0
-        if cell.task == "rt-polarity":
-            assert {"rt-polarity-to-tweets", "rt-polarity-to-drug-reviews"} <= families
-        else:
-            assert {"tweets-airline-to-nfl", "tweets-low-agreement"} <= families
+        assert record["training"]["selection_rule"] == "min-val-calibrated-nll/patience=3"
+        assert isinstance(record["student"]["degenerate"], bool) and 0 < record["student"]["majority_share"] <= 1
+        # every applicable set is either scored (with at least the minimum size) or listed in the log
+        expected = {"class-frequency", "teacher-disagreement"} | (
+            {"rt-polarity-to-tweets", "rt-polarity-to-drug-reviews"} if cell.task == "rt-polarity"
+            else {"tweets-airline-to-nfl", "tweets-low-agreement"}
+        )  # fmt: skip
+        for name in expected - names:
+            assert f"{cell.task}: {get_shift(name).spec.id}/1 (" in log, name
+        assert all(s["n"] >= smoke.min_set_size for by_sev in scored.values() for s in by_sev.values())
+    assert "rt-polarity: class-frequency@v2/1 (equals the clean test set)" in log
     # a second run finds every cell done and writes nothing
     assert main(["run", "--suite", "smoke", "--out", str(tmp_path), "--no-progress"]) == 0
     assert f"{len(cells)} already done, 0 written" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""The training loop: it learns, restores the best epoch, is bit-reproducible and fails loudly."""
+"""The training loop: it learns, stops early on validation loss and restores the best epoch,
+is bit-reproducible and fails loudly."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy.special import softmax
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
-from cud_bench import losses
+from cud_bench import calibration, losses
 from cud_bench.errors import CudBenchError
 from cud_bench.models.architectures import Finetune, architectures
 from cud_bench.models.encoders import Encoder, EncoderSpec, encoders
-from cud_bench.train import SELECTION_RULE, predict_logits, train
+from cud_bench.train import SELECTION_RULE, TrainConfig, predict_logits, train, validation_loss
 
 
 def ce(logits, labels, targets):
@@ -45,15 +47,18 @@ def test_mlp_learns_and_reports_a_consistent_result(mlp_data):
     arch, tr, ytr, va, yva = mlp_data
     model = arch.build(3, seed=0)
     result = train(arch, model, tr, ytr, ce, va, yva, seed=0)
-    assert result.selection_rule == SELECTION_RULE == "best-val-accuracy"
-    assert result.epochs_run == len(result.history) == 4
-    assert [h.epoch for h in result.history] == [1, 2, 3, 4]
-    accs = [h.val_accuracy for h in result.history]
-    assert result.best_epoch == 1 + accs.index(max(accs))  # earliest best
-    assert result.best_val_accuracy == max(accs) > 0.95
-    assert accuracy(predict_logits(arch, model, va), yva) == result.best_val_accuracy
+    assert SELECTION_RULE == "min-val-calibrated-nll" and result.selection_rule == "min-val-calibrated-nll/patience=3"
+    assert result.epochs_run == len(result.history) == min(4, result.best_epoch + 3)
+    assert [h.epoch for h in result.history] == list(range(1, result.epochs_run + 1))
+    losses_ = [h.val_loss for h in result.history]
+    assert result.best_epoch == 1 + losses_.index(min(losses_))  # earliest lowest
+    assert result.best_val_loss == min(losses_)
+    assert result.best_val_accuracy > 0.95
+    final = predict_logits(arch, model, va)
+    assert accuracy(final, yva) == result.best_val_accuracy
+    assert validation_loss(final, yva) == pytest.approx(result.best_val_loss, rel=1e-9)
     assert result.history[-1].train_loss < result.history[0].train_loss
-    assert result.wall_s > 0 and result.train_examples_per_s == pytest.approx(4 * 400 / result.wall_s)
+    assert result.wall_s > 0 and result.train_examples_per_s == pytest.approx(result.epochs_run * 400 / result.wall_s)
     assert result.to_dict()["history"][0]["epoch"] == 1
 
 
@@ -72,7 +77,74 @@ def test_the_best_epoch_is_restored_when_later_epochs_get_worse(mlp_data):
     result = train(arch, model, tr, ytr, sabotaged, va, yva, seed=0)
     assert result.best_epoch == 1
     assert result.history[0].val_accuracy > 0.9 > result.history[-1].val_accuracy
+    assert result.history[0].val_loss < min(h.val_loss for h in result.history[1:])
     assert accuracy(predict_logits(arch, model, va), yva) == result.history[0].val_accuracy
+
+
+def test_training_stops_after_patience_epochs_without_a_lower_validation_loss(mlp_data):
+    """The old rule ran every configured epoch; this one stops 3 epochs after the best."""
+    _, tr, ytr, va, yva = mlp_data
+    arch = architectures.get("mlp")(encoder="minilm-l6", train={"epochs": 30})
+    steps_per_epoch = math.ceil(len(tr) / arch.spec.train.batch_size)
+    calls = []
+
+    def sabotaged(logits, labels, targets):
+        """Learn the labels for two epochs, then learn to predict the next class instead."""
+        calls.append(1)
+        return F.cross_entropy(logits, (labels + 1) % 3 if len(calls) > 2 * steps_per_epoch else labels)
+
+    model = arch.build(3, seed=0)
+    result = train(arch, model, tr, ytr, sabotaged, va, yva, seed=0)
+    assert result.best_epoch <= 2 and result.epochs_run == result.best_epoch + 3 == len(result.history)
+    assert len(calls) == result.epochs_run * steps_per_epoch  # no further epoch was trained
+    assert result.history[-1].val_accuracy < 0.1  # the sabotage was caught
+    assert result.selection_rule == "min-val-calibrated-nll/patience=3"
+    best = result.history[result.best_epoch - 1].val_loss
+    assert validation_loss(predict_logits(arch, model, va), yva) == pytest.approx(best, rel=1e-9)
+    one = architectures.get("mlp")(encoder="minilm-l6", train={"epochs": 30, "patience": 1})
+    assert train(one, one.build(3, seed=0), tr, ytr, _Sabotage(steps_per_epoch), va, yva, seed=0).epochs_run <= 3
+    assert one.spec.spec_hash() != architectures.get("mlp")(encoder="minilm-l6", train={"epochs": 30}).spec.spec_hash()
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=0)
+
+
+class _Sabotage:
+    """Learn the labels for two epochs, then the next class."""
+
+    def __init__(self, steps_per_epoch: int) -> None:
+        self.calls, self.limit = 0, 2 * steps_per_epoch
+
+    def __call__(self, logits, labels, targets):
+        self.calls += 1
+        return F.cross_entropy(logits, (labels + 1) % 3 if self.calls > self.limit else labels)
+
+
+def test_the_stopping_criterion_is_label_cross_entropy_even_for_a_kd_student(mlp_data):
+    """A KD student fitting targets that contradict the labels lowers its own loss every epoch,
+    but its cross-entropy against the validation labels rises: the labels decide, so it stops."""
+    _, tr, ytr, va, yva = mlp_data
+    arch = architectures.get("mlp")(encoder="minilm-l6", train={"epochs": 30})
+    targets = np.full((len(ytr), 3), 0.01)
+    targets[np.arange(len(ytr)), (ytr + 1) % 3] = 0.98  # the teacher is wrong on every row
+    kd = lambda lg, y, t: losses.kd_loss(lg, t, y, lam_kd=1.0, lam_ce=0.0)  # noqa: E731
+    result = train(arch, arch.build(3, seed=0), tr, ytr, kd, va, yva, seed=0, targets=targets)
+    assert result.history[-1].train_loss < result.history[0].train_loss  # the KD loss keeps falling
+    assert result.epochs_run == result.best_epoch + 3 <= 6  # a KD-loss criterion would run all 30
+    assert result.history[-1].val_loss > result.best_val_loss
+
+
+
+def test_the_validation_loss_is_label_cross_entropy_at_the_best_temperature():
+    """A recipe that keeps its outputs soft on purpose (DUS) is judged by what it separates, not its scale."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    logits = rng.normal(size=(300, 3)) + 2.0 * np.eye(3)[labels]
+    T = calibration.fit_temperature(logits, labels, split="validation")
+    by_hand = float(np.mean(-np.log(softmax(logits / T, axis=1)[np.arange(300), labels])))
+    raw = float(np.mean(-np.log(softmax(logits, axis=1)[np.arange(300), labels])))
+    assert validation_loss(logits, labels) == pytest.approx(by_hand, rel=1e-12) and by_hand <= raw
+    assert validation_loss(logits / 5, labels) == pytest.approx(validation_loss(logits, labels), rel=1e-6)
+    assert validation_loss(np.full((2, 3), np.inf), np.array([0, 1])) == math.inf
 
 
 @pytest.mark.parametrize("name, params", [("mlp", {}), ("hashed-bag", {"n_buckets": 4096})])
@@ -85,7 +157,7 @@ def test_the_same_seed_gives_bit_identical_results(name, params):
     def run(seed):
         model = arch.build(4, seed=seed)
         result = train(arch, model, tr, y[:200], ce, va, y[200:], seed=seed)
-        return predict_logits(arch, model, va).tobytes(), [(h.train_loss, h.val_accuracy) for h in result.history]
+        return predict_logits(arch, model, va).tobytes(), [(h.train_loss, h.val_loss, h.val_accuracy) for h in result.history]
 
     first = run(7)
     assert run(7) == first

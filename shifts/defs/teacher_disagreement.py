@@ -6,7 +6,8 @@ from shifts.base import register_shift
 register_shift(
     TeacherDisagreement(
         "teacher-disagreement",
-        description="Test examples on which the task's teachers of one recipe, trained with different seeds, "
-        "do not all predict the same class; uses their predictions only, no labels.",
+        description="Test examples on which CE teachers trained with the suite's ensemble seeds (never one of "
+        "its training seeds, so never a teacher any method distils) do not all predict the same class; uses "
+        "their predictions only, no labels.",
     )
 )
