@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import json
 import multiprocessing
 import os
 import time
@@ -27,9 +28,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cud_bench import calibration
+from cud_bench import calibration, numerics
 from cud_bench.data.tasks import get_task
 from cud_bench.errors import CudBenchError
+from cud_bench.io import write_json_atomic
 from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
 from cud_bench.records import CellKey, is_done, provenance, write_record
@@ -79,7 +81,13 @@ def expand(suite: SuiteSpec) -> list[CellKey]:
 
 
 def run_suite(
-    suite: SuiteSpec, out_dir: Path, *, progress: bool = True, teacher_cache: Path | None = None, jobs: int = 1
+    suite: SuiteSpec,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    teacher_cache: Path | None = None,
+    jobs: int = 1,
+    numerics_mode: str = "native",
 ) -> RunSummary:
     """Run every missing cell of ``suite`` and write its record under ``out_dir/<suite>/records``.
 
@@ -89,6 +97,11 @@ def run_suite(
     cannot use two cores, so two processes of one thread do twice the work. Each
     cell runs in one process; with another thread count, float sums may round
     differently, so compare runs made with the same ``jobs`` bit for bit.
+
+    ``numerics_mode`` (:mod:`cud_bench.numerics`): ``"portable"`` runs every cell
+    in spawned workers that start with the mode's environment (one thread each,
+    even for ``jobs`` 1), so their kernels are chosen before torch is imported.
+    A records folder holds one mode only (``numerics.json`` beside the records).
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -98,15 +111,20 @@ def run_suite(
         get_method(name)  # unknown names fail before any work
     for name in suite.tasks:
         get_task(name)
+    mode = numerics.modes.get(numerics_mode)
+    _claim_mode(out_dir / suite.name, mode)
     cells = expand(suite)
     summary = RunSummary(out_dir, cells_total=len(cells))
     todo = [c for c in cells if not is_done(out_dir, c)]
     summary.cells_done_before = len(cells) - len(todo)
     by_task = {task: [c for c in todo if c.task == task] for task in dict.fromkeys(c.task for c in todo)}
-    if jobs == 1 or len(by_task) < 2:
+    if mode.name == "native" and (jobs == 1 or len(by_task) < 2):
         counts = [_run_cells(suite, todo, out_dir, teacher_cache, progress)]
+    elif todo:
+        with numerics.environment(mode):  # spawned workers start with the mode's variables
+            counts = _run_in_workers(suite, by_task, out_dir, teacher_cache, progress, jobs, mode)
     else:
-        counts = _run_in_workers(suite, by_task, out_dir, teacher_cache, progress, jobs)
+        counts = []
     for written, trained, reused in counts:
         summary.cells_written += written
         for recipe, n in trained.items():
@@ -144,12 +162,15 @@ def _run_in_workers(
     teacher_cache: Path | None,
     progress: bool,
     jobs: int,
+    mode: numerics.NumericsMode,
 ) -> list[Counts]:
     """Each task's cells in one of ``jobs`` worker processes; the progress bar counts finished records."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = mode.threads or max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # no forked torch or tokenizer threads
     todo = [c for cells in by_task.values() for c in cells]
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_use_threads, initargs=(threads,)) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        min(jobs, len(by_task)), mp_context=context, initializer=_use_threads, initargs=(threads, mode)
+    ) as pool:
         pending = {pool.submit(_run_cells, suite, cells, out_dir, teacher_cache, False) for cells in by_task.values()}
         finished: list[concurrent.futures.Future] = []
         with tqdm(total=len(todo), desc=f"suite {suite.name} ({jobs} jobs)", unit="cell", disable=not progress) as bar:
@@ -164,8 +185,22 @@ def _run_in_workers(
     return [future.result() for future in finished]
 
 
-def _use_threads(threads: int) -> None:
+def _use_threads(threads: int, mode: numerics.NumericsMode) -> None:
+    numerics.check_applied(mode)
     torch.set_num_threads(threads)
+
+
+def _claim_mode(folder: Path, mode: numerics.NumericsMode) -> None:
+    """Mark ``folder`` (a suite's results) as holding ``mode``'s numbers; refuse one that holds another's."""
+    marker = folder / "numerics.json"
+    recorded = None
+    if marker.exists():
+        recorded = json.loads(marker.read_text())["mode"]
+    elif any((folder / "records").glob("*.json")):
+        recorded = "native"  # records written before modes existed
+    numerics.require_same_mode(recorded, mode, str(folder))
+    if recorded is None:
+        write_json_atomic(marker, {"mode": mode.name, "description": mode.description})
 
 
 def run_cell(
