@@ -3,7 +3,7 @@
 Why a mode: the same code, lock and seed give different last bits on another CPU,
 because several libraries pick their kernels by what the CPU offers, and those
 bits grow through training into different models. Measured on an AMD EPYC (AVX2)
-with torch 2.13 / numpy 2.4 (``benchmarks/bench_numerics.py``), each of these
+with torch 2.13 / numpy 2.4 (``python benchmarks/probe_numerics.py``), each of these
 changes results by itself:
 
 - ATen's dispatch (``ATEN_CPU_CAPABILITY``): softmax, log-softmax, layer norm,

@@ -57,3 +57,22 @@ def _no_network():
     yield
     socket.socket.connect = _real_connect
     socket.socket.connect_ex = _real_connect_ex
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The smoke suite, run once per session through the CLI (native numerics, ``--jobs 2``): (out dir, run log).
+
+    Shared because a cold run takes minutes: the end-to-end test and the
+    reproducibility contract both read it, and neither may change it.
+    """
+    import contextlib
+    import io
+
+    from cud_bench.cli import main
+
+    out = tmp_path_factory.mktemp("smoke")
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        assert main(["run", "--suite", "smoke", "--out", str(out), "--no-progress", "--jobs", "2"]) == 0
+    return out, log.getvalue()

@@ -5,7 +5,9 @@ set of kernel choices in its environment (torch's AVX2 kernels, MKL's auto path,
 numpy's AVX2 dispatch, OpenBLAS's Haswell kernels; or torch's baseline kernels,
 numpy's baseline, OpenBLAS's Sandybridge kernels), encodes its features and
 trains its models from scratch in its own cache, and must write bit-identical
-predictions and scores.
+predictions and scores. Should portable mode leave any of those choices to the
+environment, the two runs compute with different kernels and differ (in native
+mode they do: tests/test_reproducibility_contract.py, benchmarks/probe_numerics.py).
 """
 
 from __future__ import annotations
@@ -140,7 +142,6 @@ def _numbers(record: dict) -> dict:
 def test_portable_mode_gives_the_same_bits_whatever_kernels_the_machine_offers(tmp_path):
     a = _run(tmp_path, "a", MACHINE_A, "--portable")
     b = _run(tmp_path, "b", MACHINE_B, "--portable")
-    native = _run(tmp_path, "native", MACHINE_A)
     names = sorted(p.name for p in a.glob("*.json"))
     assert len(names) == 2 and names == sorted(p.name for p in b.glob("*.json"))
     for name in names:
@@ -155,6 +156,3 @@ def test_portable_mode_gives_the_same_bits_whatever_kernels_the_machine_offers(t
             assert (n["mode"], n["torch_cpu_capability"], n["torch_threads"]) == ("portable", "DEFAULT", 1)
             assert n["env"]["MKL_CBWR"] == "COMPATIBLE,STRICT" and n["numpy_simd"]["dispatch"] == []
     assert json.loads((a.parent / "numerics.json").read_text())["mode"] == "portable"
-    # the same cells in native mode use other kernels, so the test above compares something
-    with np.load(native / names[0].replace(".json", ".npz")) as pn, np.load(a / names[0].replace(".json", ".npz")) as pa:
-        assert pn["clean/probs"].tobytes() != pa["clean/probs"].tobytes()
