@@ -5,6 +5,11 @@ process started with its environment (the libraries read it at import), and
 prints which kernels give other bits than the native run. Inputs come from
 numpy's generator, so they are the same bits in every process; random-draw
 kernels start from the same torch seed. Run: ``python benchmarks/probe_numerics.py``.
+
+``--speed`` measures what portable mode costs instead: encoding texts with
+MiniLM-L6 and training an MLP head on them, native (one thread) against
+portable, alternated in fresh processes, CPU seconds of each (the ratio is what
+matters on a shared machine).
 """
 
 from __future__ import annotations
@@ -85,6 +90,57 @@ def probe() -> dict[str, str]:
     return out
 
 
+def speed() -> dict[str, float]:
+    """CPU seconds to encode 512 texts with MiniLM-L6 and to train an MLP head 10 epochs on 2,000 rows."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from cud_bench.models.features import embed
+    from cud_bench.models.encoders import load_encoder
+    from cud_bench.models.heads import MLPHead
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    words = ["the", "film", "was", "not", "good", "great", "flight", "delayed", "plot", "acting", "boring", "loved"]
+    texts = [" ".join(rng.choice(words, 30)) for _ in range(512)]
+    tokenizer, model = load_encoder("minilm-l6", device="cpu")
+    clock = time.process_time()
+    embed(tokenizer, model, texts, max_length=64)
+    encode_s = time.process_time() - clock
+    x = torch.from_numpy(rng.standard_normal((2000, 384)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 20, 2000))
+    torch.manual_seed(0)
+    head = MLPHead(384, 256, 20, 0.1)
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-3)
+    clock = time.process_time()
+    for _ in range(10):
+        for idx in torch.randperm(2000, generator=torch.Generator().manual_seed(0)).split(32):
+            loss = torch.nn.functional.cross_entropy(head(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {"encode 512 texts": encode_s, "train head 10 epochs": time.process_time() - clock}
+
+
+def main_speed(rounds: int = 3) -> None:
+    from cud_bench.numerics import modes
+
+    settings = {"native, 1 thread": {"OMP_NUM_THREADS": "1"}, "portable": dict(modes.get("portable").env)}
+    times: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
+    for _ in range(rounds):  # alternated, so that load from other processes hits both alike
+        for name, env in settings.items():
+            done = subprocess.run(
+                [sys.executable, __file__, "--speed-probe"], env={**os.environ, **env}, capture_output=True, text=True, check=True
+            )
+            times[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    for task in times["portable"][0]:
+        best = {name: min(t[task] for t in runs) for name, runs in times.items()}
+        native, portable = best["native, 1 thread"], best["portable"]
+        print(f"{task}: native {native:.2f} s, portable {portable:.2f} s CPU (best of {rounds}): x{portable / native:.2f}")
+
+
 def main() -> None:
     runs = {}
     for name, env in SETTINGS.items():
@@ -103,5 +159,9 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--probe"]:
         print(json.dumps(probe()))
+    elif sys.argv[1:] == ["--speed-probe"]:
+        print(json.dumps(speed()))
+    elif sys.argv[1:] == ["--speed"]:
+        main_speed()
     else:
         main()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,23 @@ def smoke_run(tmp_path_factory):
     with contextlib.redirect_stdout(log):
         assert main(["run", "--suite", "smoke", "--out", str(out), "--no-progress", "--jobs", "2"]) == 0
     return out, log.getvalue()
+
+
+@pytest.fixture
+def private_cache(tmp_path):
+    """A factory of cache folders that link the shared cache's downloaded data and resources
+    and hold nothing computed from them (features, teachers, corrupted texts): a run there
+    computes everything anew, as on a fresh machine, without downloading."""
+    from cud_bench.io import cache_dir
+
+    def make(name: str) -> Path:
+        root = tmp_path / name
+        shared = cache_dir()
+        for entry in [*shared.iterdir(), *(shared / "shifts").glob("*")]:
+            rel = entry.relative_to(shared).as_posix()
+            if rel != "shifts" and not rel.startswith(("features", "teachers", "shifts/corruption")):
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                (root / rel).symlink_to(entry)
+        return root
+
+    return make

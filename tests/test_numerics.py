@@ -24,7 +24,6 @@ import yaml
 
 from cud_bench import numerics, records, runner
 from cud_bench.errors import CudBenchError
-from cud_bench.io import cache_dir
 from cud_bench.suites import SuiteSpec
 
 ROOT = Path(__file__).parents[1]
@@ -111,20 +110,11 @@ def test_a_records_folder_holds_one_numerics_mode(tmp_path):
         runner.run_suite(suite, tmp_path, progress=False, numerics_mode="portable")
 
 
-def _private_cache(root: Path) -> Path:
-    """The shared cache's data and models, but no computed features or teachers."""
-    root.mkdir()
-    for entry in cache_dir().iterdir():
-        if not entry.name.startswith(("features", "teachers")):
-            (root / entry.name).symlink_to(entry)
-    return root
-
-
-def _run(tmp_path: Path, name: str, env: dict[str, str], *flags: str) -> Path:
+def _run(tmp_path: Path, cache: Path, name: str, env: dict[str, str], *flags: str) -> Path:
     suite_file = tmp_path / "tiny-portable.yaml"
     suite_file.write_text(yaml.safe_dump(TINY))
     out = tmp_path / name
-    env = {**os.environ, **env, "CUD_BENCH_CACHE": str(_private_cache(tmp_path / f"cache-{name}"))}
+    env = {**os.environ, **env, "CUD_BENCH_CACHE": str(cache)}
     subprocess.run(
         [sys.executable, "-m", "cud_bench.cli", "run", "--suite", str(suite_file), "--out", str(out), "--no-progress", *flags],
         env=env, cwd=ROOT, check=True, capture_output=True,
@@ -139,9 +129,9 @@ def _numbers(record: dict) -> dict:
     return record
 
 
-def test_portable_mode_gives_the_same_bits_whatever_kernels_the_machine_offers(tmp_path):
-    a = _run(tmp_path, "a", MACHINE_A, "--portable")
-    b = _run(tmp_path, "b", MACHINE_B, "--portable")
+def test_portable_mode_gives_the_same_bits_whatever_kernels_the_machine_offers(tmp_path, private_cache):
+    a = _run(tmp_path, private_cache("cache-a"), "a", MACHINE_A, "--portable")
+    b = _run(tmp_path, private_cache("cache-b"), "b", MACHINE_B, "--portable")
     names = sorted(p.name for p in a.glob("*.json"))
     assert len(names) == 2 and names == sorted(p.name for p in b.glob("*.json"))
     for name in names:

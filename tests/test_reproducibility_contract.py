@@ -4,7 +4,7 @@ The session's smoke run (native kernels: AVX2 on CI's machines) is compared
 with the same suite run again under another CPU capability: portable mode,
 which uses torch's baseline (``DEFAULT``) kernels, MKL's compatible GEMM,
 oneDNN at SSE4.1 and numpy's baseline, and encodes its features and trains its
-teachers anew in its own caches. Every claim of CI's claims file must get the
+teachers anew (corrupted texts too, in a private cache). Every claim of CI's claims file must get the
 same status on both. (Bit-identity on one machine type is tested in
 test_runner.py; portable runs' bit-identity across kernels in test_numerics.py.)
 """
@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from cud_bench import records
 from cud_bench.cli import main
@@ -29,9 +30,10 @@ def _statuses(results: Path, report: Path) -> dict[str, str]:
     return {v["claim"]: v["status"] for v in json.loads((report / "smoke-ci.json").read_text())["verdicts"]}
 
 
-def test_smoke_claims_get_the_same_verdicts_under_another_cpu_capability(smoke_run, tmp_path):
+def test_smoke_claims_get_the_same_verdicts_under_another_cpu_capability(smoke_run, tmp_path, monkeypatch, private_cache):
     native, _ = smoke_run
     other = tmp_path / "portable"
+    monkeypatch.setenv("CUD_BENCH_CACHE", str(private_cache("cache")))
     assert main(["run", "--suite", "smoke", "--out", str(other), "--no-progress", "--jobs", "2", "--portable"]) == 0
 
     cells = expand(suites.get("smoke"))
@@ -47,5 +49,5 @@ def test_smoke_claims_get_the_same_verdicts_under_another_cpu_capability(smoke_r
     assert differ > 0, "the two runs have identical predictions: the second capability was not used"
 
     a, b = _statuses(native, tmp_path / "native-report"), _statuses(other, tmp_path / "other-report")
-    assert set(a) == set(b) == {c["id"] for c in __import__("yaml").safe_load(CI_CLAIMS.read_text())["claims"]}
+    assert set(a) == set(b) == {c["id"] for c in yaml.safe_load(CI_CLAIMS.read_text())["claims"]}
     assert a == b, f"verdicts depend on the CPU's kernels: native {a}, portable {b}"
