@@ -155,6 +155,11 @@ def _add_run(commands: Subparsers) -> None:
         help="worker processes, each running whole tasks on its share of the CPU cores (default: 1); "
         "2 on a 2-core machine roughly halves the training time. Reruns with the same N give the same numbers",
     )
+    parser.add_argument(
+        "--portable", action="store_true",
+        help="portable numerics: baseline x86-64 kernels in torch, MKL, oneDNN, numpy and libm, one thread per "
+        "worker, so the numbers repeat bit for bit on any x86-64 CPU (slower; own caches; never mixed with native runs)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--no-recompute", action="store_true", help="stop (exit 2) if a stored record was made with other specs than the suite's now, instead of recomputing it")
     parser.set_defaults(func=_cmd_run)
@@ -165,7 +170,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cud_bench.suites import load_suite
 
     suite = load_suite(args.suite).restrict(tasks=args.tasks, methods=args.methods, seeds=args.seeds)
-    summary = run_suite(suite, args.out, progress=not args.no_progress, jobs=args.jobs, recompute=not args.no_recompute)
+    mode = "portable" if args.portable else "native"
+    summary = run_suite(
+        suite, args.out, progress=not args.no_progress, jobs=args.jobs, recompute=not args.no_recompute, numerics_mode=mode
+    )
     print(summary.report())
     return 0
 

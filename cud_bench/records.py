@@ -38,20 +38,38 @@ clean test probabilities, rows as ``clean/labels``); per scored shifted set
 texts are copies of clean test rows (corruptions: position j of the set is clean row
 ``rows[j]``); ``rows`` (subset); ``probs`` (out-of-scope).
     provenance       {cud_bench_version, git_commit, python, libraries, hardware,
-                      created, wall_s: {stage: seconds}}
+                      numerics, created, wall_s: {stage: seconds}} (below)
 
 ``Scores`` = {"raw": {metric_id: value}, "ts": {metric_id: value}, "temperature": T,
 "n": examples}: ``raw`` from the model's probabilities, ``ts`` after the post-hoc
 temperature fitted on clean validation data only (never refitted under shift).
 Metric ids are :class:`cud_bench.specs.MetricSpec` ids (``ece/uniform/15/l1``...).
+
+``provenance`` says what computed the numbers (everything that changes their last
+bits; see :mod:`cud_bench.numerics`)::
+
+    hardware   {machine, processor, cpus,
+                cpu: {vendor, model, flags_simd: [SIMD-relevant /proc/cpuinfo flags],
+                      flags_sha256: hash of the sorted full flag list}}  (cpu values null off Linux)
+    numerics   {mode: "native" | "portable" (the run's numerics mode),
+                torch_cpu_capability: torch.backends.cpu.get_cpu_capability() ("AVX2", "DEFAULT"...),
+                torch_threads, torch_interop_threads,
+                blas: {torch: {blas, lapack, mkl, onednn} from torch.__config__.show(),
+                       loaded: [{api, library, version, architecture, threads}] from threadpoolctl},
+                numpy_simd: {baseline: [...], dispatch: [dispatch targets enabled on this CPU]},
+                env: {var: value or null} for every variable in numerics.KERNEL_VARS}
 """
+
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -168,6 +186,7 @@ def is_done(out_dir: Path, key: CellKey, expected: dict[str, str] | None = None)
 
 
 def provenance(wall_s: dict[str, float]) -> dict[str, Any]:
+    """Versions, code, machine and numerics behind a record's numbers (see the module docstring)."""
     libs = {}
     for lib in LIBRARIES:
         try:
@@ -179,8 +198,106 @@ def provenance(wall_s: dict[str, float]) -> dict[str, Any]:
         "git_commit": git_commit(),
         "python": platform.python_version(),
         "libraries": libs,
-        "hardware": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "hardware": {
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "cpu": cpu_info(),
+        },
+        "numerics": numerics_info(),
         "wall_s": {k: round(v, 3) for k, v in wall_s.items()},
+    }
+
+
+SIMD_FLAG_PREFIXES = ("sse", "ssse3", "avx", "fma", "f16c", "amx", "popcnt", "bmi", "sha_ni", "vaes", "vpclmulqdq", "gfni")
+
+
+@functools.cache
+def cpu_info(cpuinfo: str = "/proc/cpuinfo") -> dict[str, Any]:
+    """Vendor, model name and SIMD flags of the first CPU in ``cpuinfo`` (Linux); nulls where unreadable."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            if not line.strip():
+                break  # the first processor's block is enough
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    flags = sorted(fields.get("flags", "").split())
+    return {
+        "vendor": fields.get("vendor_id"),
+        "model": fields.get("model name"),
+        "flags_simd": [f for f in flags if f.startswith(SIMD_FLAG_PREFIXES)] if flags else None,
+        "flags_sha256": hashlib.sha256(" ".join(flags).encode()).hexdigest() if flags else None,
+    }
+
+
+def numerics_info() -> dict[str, Any]:
+    """The kernels this process computes with: numerics mode, torch's ISA, BLAS libraries, threads, SIMD, env."""
+    import torch
+
+    from cud_bench import numerics
+
+    return {
+        "mode": numerics.current().name,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "blas": {"torch": _torch_blas(), "loaded": _loaded_blas()},
+        "numpy_simd": _numpy_simd(),
+        "env": {var: os.environ.get(var) for var in numerics.KERNEL_VARS},
+    }
+
+
+@functools.cache
+def _torch_blas() -> dict[str, str | None]:
+    """torch's BLAS/LAPACK and its MKL / oneDNN versions (linked statically, so threadpoolctl cannot see them)."""
+    import torch
+
+    config = torch.__config__.show()
+
+    def find(pattern: str) -> str | None:
+        match = re.search(pattern, config)
+        return match.group(1).strip() if match else None
+
+    return {
+        "blas": find(r"BLAS_INFO=([^,\s]+)"),
+        "lapack": find(r"LAPACK_INFO=([^,\s]+)"),
+        "mkl": find(r"Math Kernel Library Version ([^\n]+?) for"),
+        "onednn": find(r"MKL-DNN (v[^\s]+)"),
+    }
+
+
+def _loaded_blas() -> list[dict[str, Any]] | None:
+    """Every BLAS / OpenMP library loaded now (numpy's and scipy's OpenBLAS with its kernel family, torch's OpenMP)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # not in every environment; the record then says so
+        return None
+    return [
+        {
+            "api": lib.get("internal_api"),
+            "library": lib.get("prefix"),
+            "version": lib.get("version"),
+            "architecture": lib.get("architecture"),
+            "threads": lib.get("num_threads"),
+        }
+        for lib in threadpool_info()
+    ]
+
+
+@functools.cache
+def _numpy_simd() -> dict[str, list[str]]:
+    """numpy's SIMD baseline and the dispatch targets it uses on this CPU (after NPY_DISABLE_CPU_FEATURES)."""
+    try:
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:  # numpy < 2
+        from numpy.core import _multiarray_umath as umath
+    enabled = umath.__cpu_features__
+    return {
+        "baseline": list(umath.__cpu_baseline__),
+        "dispatch": [f for f in umath.__cpu_dispatch__ if enabled.get(f)],
     }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import json
 import logging
 import multiprocessing
 import os
@@ -34,10 +35,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cud_bench import calibration
+from cud_bench import calibration, numerics
 from cud_bench.data.tasks import get_task
 from cud_bench.degenerate import is_degenerate, majority_share
 from cud_bench.errors import CudBenchError
+from cud_bench.io import write_json_atomic
 from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
 from cud_bench.records import CellKey, is_done, provenance, stale_reason, suite_settings_hash, write_record
@@ -122,6 +124,7 @@ def run_suite(
     teacher_cache: Path | None = None,
     jobs: int = 1,
     recompute: bool = True,
+    numerics_mode: str = "native",
 ) -> RunSummary:
     """Run every missing cell of ``suite`` and write its record under ``out_dir/<suite>/records``.
 
@@ -131,12 +134,19 @@ def run_suite(
     cannot use two cores, so two processes of one thread do twice the work. Each
     cell runs in one process; with another thread count, float sums may round
     differently, so compare runs made with the same ``jobs`` bit for bit.
+
+    ``numerics_mode`` (:mod:`cud_bench.numerics`): ``"portable"`` runs every cell
+    in spawned workers that start with the mode's environment (one thread each,
+    even for ``jobs`` 1), so their kernels are chosen before torch is imported.
+    A records folder holds one mode only (``numerics.json`` beside the records).
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
     if jobs < 1:
         raise CudBenchError(f"jobs must be at least 1, got {jobs}")
     check_names(suite)  # unknown names and out-of-range method variants fail before any work
+    mode = numerics.modes.get(numerics_mode)
+    _claim_mode(out_dir / suite.name, mode)
     cells = expand(suite)
     summary = RunSummary(out_dir, records_dir=out_dir / suite.name / "records", cells_total=len(cells))
     reasons = {c: stale_reason(out_dir, c, expected_specs(suite, c)) for c in cells}
@@ -151,10 +161,13 @@ def run_suite(
         log.warning("stale record, recomputing: %s", line)
     summary.cells_done_before = len(cells) - len(todo)
     by_task = {task: [c for c in todo if c.task == task] for task in dict.fromkeys(c.task for c in todo)}
-    if jobs == 1 or len(by_task) < 2:
+    if mode.name == "native" and (jobs == 1 or len(by_task) < 2):
         counts = [_run_cells(suite, todo, out_dir, teacher_cache, progress)]
+    elif todo:
+        with numerics.environment(mode):  # spawned workers start with the mode's variables
+            counts = _run_in_workers(suite, by_task, out_dir, teacher_cache, progress, jobs, mode)
     else:
-        counts = _run_in_workers(suite, by_task, out_dir, teacher_cache, progress, jobs)
+        counts = []
     for written, trained, reused, not_scored in counts:
         summary.cells_written += written
         summary.not_scored.update(not_scored)
@@ -198,13 +211,16 @@ def _run_in_workers(
     teacher_cache: Path | None,
     progress: bool,
     jobs: int,
+    mode: numerics.NumericsMode,
 ) -> list[Counts]:
     """Each task's cells in one of ``jobs`` worker processes; the progress bar counts finished records."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = mode.threads or max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # no forked torch or tokenizer threads
     todo = [c for cells in by_task.values() for c in cells]
     started = time.time()
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_use_threads, initargs=(threads,)) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        min(jobs, len(by_task)), mp_context=context, initializer=_use_threads, initargs=(threads, mode)
+    ) as pool:
         pending = {pool.submit(_run_cells, suite, cells, out_dir, teacher_cache, False) for cells in by_task.values()}
         finished: list[concurrent.futures.Future] = []
         with tqdm(total=len(todo), desc=f"suite {suite.name} ({jobs} jobs)", unit="cell", disable=not progress) as bar:
@@ -224,8 +240,22 @@ def _written_since(out_dir: Path, cell: CellKey, started: float) -> bool:
     return is_done(out_dir, cell) and cell.record_path(out_dir).stat().st_mtime >= started - 1
 
 
-def _use_threads(threads: int) -> None:
+def _use_threads(threads: int, mode: numerics.NumericsMode) -> None:
+    numerics.check_applied(mode)
     torch.set_num_threads(threads)
+
+
+def _claim_mode(folder: Path, mode: numerics.NumericsMode) -> None:
+    """Mark ``folder`` (a suite's results) as holding ``mode``'s numbers; refuse one that holds another's."""
+    marker = folder / "numerics.json"
+    recorded = None
+    if marker.exists():
+        recorded = json.loads(marker.read_text())["mode"]
+    elif any((folder / "records").glob("*.json")):
+        recorded = "native"  # records written before modes existed
+    numerics.require_same_mode(recorded, mode, str(folder))
+    if recorded is None:
+        write_json_atomic(marker, {"mode": mode.name, "description": mode.description})
 
 
 def run_cell(

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from cud_bench import calibration
+from cud_bench import calibration, numerics
 from cud_bench.io import MANIFEST, atomic_path, cache_dir, manifest_problems, write_json_atomic, write_manifest
 from cud_bench.models.architectures import Architecture
 from cud_bench.recipes import Component, component
@@ -56,7 +56,7 @@ class TeacherStore:
 
     def __init__(self, arch: Architecture, n_folds: int, inputs: Inputs, root: Path | None = None) -> None:
         self.arch, self.n_folds, self.inputs = arch, n_folds, inputs
-        self.root = root or cache_dir() / "teachers"
+        self.root = root or cache_dir() / numerics.cache_name("teachers")
         self.trained: collections.Counter[str] = collections.Counter()
         self.reused: collections.Counter[str] = collections.Counter()
         self.rebuilt: list[str] = []  # cache entries that failed their check and were retrained

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,42 @@ def _no_network():
     yield
     socket.socket.connect = _real_connect
     socket.socket.connect_ex = _real_connect_ex
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The smoke suite, run once per session through the CLI (native numerics, ``--jobs 2``): (out dir, run log).
+
+    Shared because a cold run takes minutes: the end-to-end test and the
+    reproducibility contract both read it, and neither may change it.
+    """
+    import contextlib
+    import io
+
+    from cud_bench.cli import main
+
+    out = tmp_path_factory.mktemp("smoke")
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        assert main(["run", "--suite", "smoke", "--out", str(out), "--no-progress", "--jobs", "2"]) == 0
+    return out, log.getvalue()
+
+
+@pytest.fixture
+def private_cache(tmp_path):
+    """A factory of cache folders that link the shared cache's downloaded data and resources
+    and hold nothing computed from them (features, teachers, corrupted texts): a run there
+    computes everything anew, as on a fresh machine, without downloading."""
+    from cud_bench.io import cache_dir
+
+    def make(name: str) -> Path:
+        root = tmp_path / name
+        shared = cache_dir()
+        for entry in [*shared.iterdir(), *(shared / "shifts").glob("*")]:
+            rel = entry.relative_to(shared).as_posix()
+            if rel != "shifts" and not rel.startswith(("features", "teachers", "shifts/corruption")):
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                (root / rel).symlink_to(entry)
+        return root
+
+    return make

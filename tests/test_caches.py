@@ -172,9 +172,9 @@ def test_an_edited_corrupted_set_is_named_and_rebuilt(tmp_path, monkeypatch, cap
 
     monkeypatch.setattr(corruption, "cache_dir", lambda: tmp_path)
     shift = get_shift("char-swap")
-    first = shift.build("drug-reviews", 1, 0, None)
-    (path,) = tmp_path.rglob("severity1-seed0.json")
+    first = shift.apply("drug-reviews", 1, max_examples=20)
+    (path,) = tmp_path.rglob("severity1-seed0-*.json")
     path.write_text(path.read_text().replace(first.texts[0][:20], "an edited text!!", 1))
     with caplog.at_level(logging.WARNING):
-        again = shift.build("drug-reviews", 1, 0, None)
+        again = shift.apply("drug-reviews", 1, max_examples=20)
     assert again.texts == first.texts and str(path) in caplog.text

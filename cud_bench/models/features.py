@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from cud_bench import numerics
 from cud_bench.errors import CudBenchError
 from cud_bench.io import atomic_path, cache_dir
 from cud_bench.models.encoders import encoders, load_encoder
@@ -56,13 +57,13 @@ def encode(
     ``max_length`` (tokens; default: the encoder's, 128) truncates longer texts.
     Only texts not yet in the cache are encoded, each distinct text once; the
     model is not even loaded when every text is cached. ``cache_root`` defaults
-    to ``<cache>/features``.
+    to ``<cache>/features`` (``features-portable`` in portable numerics mode).
     """
     spec = encoders.get(encoder_name).spec
     max_length = spec.max_length if max_length is None else max_length
     _check_texts(texts)
     keys = [text_key(t) for t in texts]
-    root = Path(cache_root) if cache_root is not None else cache_dir() / "features"
+    root = Path(cache_root) if cache_root is not None else cache_dir() / numerics.cache_name("features")
     store = _store(root / f"{spec.id}-{spec.spec_hash()}" / f"len{max_length}", spec.hidden_size)
     found = store.get(keys)
     missing = list(dict.fromkeys(k for k in keys if k not in found))
