@@ -262,6 +262,6 @@ def test_a_records_scores_are_what_a_release_recomputes_from_its_predictions(fir
         for variant in ("raw", "ts"):
             stored = [round(record["student"]["clean"][variant][m], entry_format.DECIMALS) for m in ids["classification"]]
             assert stored == sets["clean"][variant], (path.name, variant)
-            for sev, scored in record["student"]["shifts"]["char-swap@v1"].items():
-                again = sets[f"char-swap@v1/{sev}"][variant]
+            for sev, scored in record["student"]["shifts"]["char-swap@v2"].items():
+                again = sets[f"char-swap@v2/{sev}"][variant]
                 assert [round(scored[variant][m], entry_format.DECIMALS) for m in ids["classification"]] == again
