@@ -42,6 +42,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import sparse
+from scipy.optimize import brentq
 from scipy.stats import binomtest, norm
 
 from cud_bench.metrics import METRICS, NLL_EPS, WEIGHTED, Predictions, _bin_edges, _bin_index, difference_interval
@@ -109,49 +111,93 @@ def bootstrap(
     bad_sign: float = 1.0,
     design: str = "hierarchical",
 ) -> Estimate:
-    """The hierarchical bootstrap of one claim (see the module docstring).
+    """The hierarchical bootstrap of one claim (see the module docstring): :func:`replicates`,
+    then :func:`estimate`. ``bad_sign`` is +1 when a larger A - B is against the claim."""
+    return estimate(replicates(spec, units, seed=seed, n_resamples=n_resamples, design=design), aggregate, level=level, bad_sign=bad_sign)
 
-    ``bad_sign`` is +1 when a larger A - B is against the claim (used by ``worst-difference``).
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Replicates:
+    """Every unit's side values: ``values`` (units, R, 2) on the bootstrap replicates, ``points``
+    (units, 1, 2) on the data (each side's metric averaged over the unit's seeds)."""
+
+    spec: MetricSpec
+    values: np.ndarray
+    points: np.ndarray
+    tasks: list[str]
+    groups: list[tuple[str, str]]
+    n_seeds: int
+
+
+def replicates(spec: MetricSpec, units: Sequence[Unit], *, seed: int, n_resamples: int = 1000, design: str = "hierarchical") -> Replicates:
+    """Both sides' metric on each unit for ``n_resamples`` replicates of the design.
+
     ``design="independent"`` draws examples and seeds independently for every unit, without the
     seed correction: the design this module replaces, kept to show in simulation that it
     under-covers.
     """
     if not units:
         raise ValueError("no unit to bootstrap")
-    higher = spec.name in HIGHER_IS_BETTER
+    if design not in ("hierarchical", "independent"):
+        raise ValueError(f"unknown bootstrap design {design!r}")
     universe = sorted({s for u in units for s in u.seeds})
     rng = np.random.default_rng([seed, 0])
     seed_weights = rng.multinomial(len(universe), [1 / len(universe)] * len(universe), size=n_resamples) / len(universe)
     draws: dict[tuple[str, str, int], np.ndarray] = {}
-    values, points = [], []
+    counts = []  # per unit: {block: the key of its task's draw}
+    if design == "independent":  # each unit resamples its own examples, as a bootstrap per unit does
+        units = [_own_clusters(u) for u in units]
     for i, unit in enumerate(units):
         key = unit.task if design == "hierarchical" else f"{unit.task}#{i}"
-        counts = {}
+        mine = {}
         for block, size in unit.blocks.items():
             if (key, block, size) not in draws:
                 task_rng = np.random.default_rng([seed, 1, _stable(key), _stable(block), size])
-                draws[key, block, size] = task_rng.multinomial(size, [1 / size] * size, size=n_resamples).astype(np.float64)
-            counts[block] = draws[key, block, size]
+                draws[key, block, size] = _draw(task_rng, size, n_resamples)
+            mine[block] = (key, block, size)
+        counts.append(mine)
+    per_seed, per_seed_points = _per_seed(spec, units, counts, draws)
+    values, points = [], []
+    for i, unit in enumerate(units):
         if design == "hierarchical":
             weights, correct = seed_weights[:, [universe.index(s) for s in unit.seeds]], True
         else:
             own = np.random.default_rng([seed, 2, i])
             k = len(unit.seeds)
             weights, correct = own.multinomial(k, [1 / k] * k, size=n_resamples) / k, False
-        sides = [_seed_combined(_per_seed_replicates(spec, p, unit.segments, counts), weights, correct) for p in (unit.a, unit.b)]
-        values.append(np.stack(sides, axis=1))
-        points.append(np.array([[np.mean([evaluate(spec, p) for p in preds]) for preds in (unit.a, unit.b)]]))
-    tasks, groups = [u.task for u in units], [(u.task, u.group) for u in units]
-    combine = AGGREGATES.get(aggregate)
-    replicates = combine(np.stack(values), tasks, groups, higher, bad_sign)
-    effect = float(combine(np.stack(points), tasks, groups, higher, bad_sign)[0])
-    kept = replicates[np.isfinite(replicates)]
+        values.append(np.stack([_seed_combined(per_seed[i, side], weights, correct) for side in (0, 1)], axis=1))
+        points.append(np.array([[per_seed_points[i, side].mean() for side in (0, 1)]]))
+    return Replicates(spec, np.stack(values), np.stack(points), [u.task for u in units], [(u.task, u.group) for u in units], len(universe))
+
+
+def _own_clusters(unit: Unit) -> Unit:
+    """The unit with its clusters renumbered into one block of the clusters it uses."""
+    pairs = np.concatenate([np.stack([np.full(len(seg.clusters), hash(seg.block) % 2**31), seg.clusters], axis=1) for seg in unit.segments])
+    _, local = np.unique(pairs, axis=0, return_inverse=True)
+    local = local.reshape(-1)
+    return dataclasses.replace(unit, segments=(Segment("own", local),), blocks={"own": int(local.max()) + 1})
+
+
+def estimate(reps: Replicates, aggregate: str, *, level: float = 0.95, bad_sign: float = 1.0, only: Sequence[int] | None = None) -> Estimate:
+    """Aggregate units (all, or the indices ``only``) as ``aggregate`` says; interval, p, SE and MDE of A - B."""
+    pick = list(range(len(reps.tasks))) if only is None else list(only)
+    tasks, groups = [reps.tasks[i] for i in pick], [reps.groups[i] for i in pick]
+    combine, higher = AGGREGATES.get(aggregate), reps.spec.name in HIGHER_IS_BETTER
+    replicates_ = combine(reps.values[pick], tasks, groups, higher, bad_sign)
+    effect = float(combine(reps.points[pick], tasks, groups, higher, bad_sign)[0])
+    kept = replicates_[np.isfinite(replicates_)]
     low, high, p = difference_interval(kept, level)
     se = float(np.std(kept, ddof=1))
     return Estimate(
         effect, low, high, p, se, minimum_detectable_effect(se, level),
-        len(set(tasks)), len(universe), len(units), len(replicates) - len(kept),
+        len(set(tasks)), reps.n_seeds, len(pick), len(replicates_) - len(kept),
     )
+
+
+def _draw(rng: np.random.Generator, size: int, n_resamples: int) -> np.ndarray:
+    """(n_resamples, size) how often each of ``size`` clusters is drawn in ``size`` draws with replacement."""
+    flat = (np.arange(n_resamples)[:, None] * size + rng.integers(0, size, (n_resamples, size))).ravel()
+    return np.bincount(flat, minlength=n_resamples * size).reshape(n_resamples, size).astype(np.float64)
 
 
 def minimum_detectable_effect(se: float, level: float, power: float = POWER) -> float:
@@ -164,21 +210,78 @@ def _stable(text: str) -> int:
     return int.from_bytes(text.encode()[:16].ljust(16, b"\0"), "little") ^ len(text)
 
 
-def _per_seed_replicates(spec: MetricSpec, preds: Sequence[Predictions], segments: Sequence[Segment], counts: dict) -> np.ndarray:
-    """(seeds, R) the metric of each seed's predictions on every replicate's resampled examples."""
+def _per_seed(spec: MetricSpec, units: Sequence[Unit], counts: list[dict], draws: dict) -> tuple[dict, dict]:
+    """{(unit, side): (seeds, R)} each seed's metric on every replicate's resampled examples, and
+    {(unit, side): (seeds,)} on the data.
+
+    With a linear form, every unit, side and seed of a task shares one sparse product per block
+    (draws (R, clusters) times the stacked per-cluster statistics); otherwise unit by unit."""
     linear = LINEAR.get(spec.name) if spec.name in LINEAR else None
-    if linear is not None and linear.fits(spec):
-        out = []
-        for p in preds:
-            sums, at = 0.0, 0
-            for seg in segments:
-                rows = np.arange(at, at + len(seg.clusters))
-                at += len(seg.clusters)
-                stats = linear.sums(p.take(rows), spec, seg.clusters, counts[seg.block].shape[1])
-                sums = sums + counts[seg.block] @ stats
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out.append(linear.finish(sums, spec))
-        return np.stack(out)
+    out: dict[tuple[int, int], np.ndarray] = {}
+    points: dict[tuple[int, int], np.ndarray] = {}
+    if linear is None or not linear.fits(spec):
+        for i, unit in enumerate(units):
+            blocks = {block: draws[key] for block, key in counts[i].items()}
+            for side, preds in enumerate((unit.a, unit.b)):
+                out[i, side] = _unit_replicates(spec, preds, unit.segments, blocks)
+                points[i, side] = np.array([evaluate(spec, p) for p in preds])
+        return out, points
+    jobs: dict[tuple, list] = {}  # (task, block, size) -> [(slot, cluster, column, value, width)]
+    totals: dict[tuple[int, int, int], np.ndarray] = {}
+    for i, unit in enumerate(units):
+        for side, preds in enumerate((unit.a, unit.b)):
+            for j, p in enumerate(preds):
+                example, col, value, width = linear.entries(p, spec)
+                totals[i, side, j] = np.bincount(col, weights=value, minlength=width)
+                at = 0
+                for seg in unit.segments:
+                    keep = (example >= at) & (example < at + len(seg.clusters))
+                    cluster = seg.clusters[example[keep] - at]
+                    at += len(seg.clusters)
+                    jobs.setdefault(counts[i][seg.block], []).append(((i, side, j), cluster, col[keep], value[keep], width))
+    remaining = {}  # segments still to add per slot; a slot is finished when it reaches 0
+    for items in jobs.values():
+        for item in items:
+            remaining[item[0]] = remaining.get(item[0], 0) + 1
+    sums: dict[tuple[int, int, int], np.ndarray] = {}
+    done: dict[tuple[int, int, int], np.ndarray] = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for key, every in jobs.items():
+            for start in range(0, len(every), _CHUNK):  # products of at most _CHUNK statistics blocks
+                items = every[start : start + _CHUNK]
+                offsets = np.cumsum([0] + [item[4] for item in items])
+                rows = np.concatenate([it[1] for it in items])
+                cols = np.concatenate([it[2] + o for it, o in zip(items, offsets)])
+                stats = sparse.csc_matrix((np.concatenate([it[3] for it in items]), (rows, cols)), shape=(key[2], offsets[-1]))
+                if stats.nnz > 0.02 * stats.shape[0] * stats.shape[1]:  # dense products are faster than sparse ones here
+                    stats = stats.toarray()
+                product = np.asarray(draws[key] @ stats)
+                whole = [n for n, it in enumerate(items) if remaining[it[0]] == 1 and it[0] not in sums]
+                if whole and len({items[n][4] for n in whole}) == 1:  # finish these slots at once: (R, slots, k)
+                    width = items[whole[0]][4]
+                    block = np.stack([product[:, offsets[n] : offsets[n] + width] for n in whole], axis=1)
+                    for n, value in zip(whole, np.moveaxis(linear.finish(block, spec), 1, 0)):
+                        done[items[n][0]], remaining[items[n][0]] = value, 0
+                for n, (slot, *_) in enumerate(items):
+                    if remaining[slot] == 0:
+                        continue
+                    part = product[:, offsets[n] : offsets[n + 1]]
+                    sums[slot] = sums[slot] + part if slot in sums else part
+                    remaining[slot] -= 1
+                    if remaining[slot] == 0:
+                        done[slot] = linear.finish(sums.pop(slot), spec)
+        for i, unit in enumerate(units):
+            for side, preds in enumerate((unit.a, unit.b)):
+                out[i, side] = np.stack([done[i, side, j] for j in range(len(preds))])
+                points[i, side] = np.array([float(linear.finish(totals[i, side, j], spec)) for j in range(len(preds))])
+    return out, points
+
+
+_CHUNK = 256
+
+
+def _unit_replicates(spec: MetricSpec, preds: Sequence[Predictions], segments: Sequence[Segment], counts: dict) -> np.ndarray:
+    """(seeds, R) for a metric without a linear form: its weighted form, or one resample at a time."""
     row_counts = np.concatenate([counts[seg.block][:, seg.clusters] for seg in segments], axis=1)
     weighted = WEIGHTED.get(spec.name) if spec.name in WEIGHTED else None
     if weighted is not None and weighted.fits(spec):
@@ -266,37 +369,40 @@ def _worst_difference(values: np.ndarray, tasks: list, groups: list, higher: boo
 
 @dataclasses.dataclass(frozen=True)
 class Linear:
-    """A metric that is a function of sums over examples: ``sums`` gives (clusters, k) per-cluster
-    sums of k statistics, ``finish`` the metric (R,) from their count-weighted totals (R, k).
-    Must equal the metric of :data:`cud_bench.metrics.METRICS` on the resampled rows (tested)."""
+    """A metric that is a function of k sums over examples. ``entries`` gives, for predictions of
+    n examples, the non-zero terms (example, column in [0, k), value) and k; ``finish`` gives
+    the metric (R,) from the count-weighted column totals (R, k). Must equal the metric of
+    :data:`cud_bench.metrics.METRICS` on the resampled rows (tested)."""
 
-    sums: Callable[[Predictions, MetricSpec, np.ndarray, int], np.ndarray]
+    entries: Callable[[Predictions, MetricSpec], tuple[np.ndarray, np.ndarray, np.ndarray, int]]
     finish: Callable[[np.ndarray, MetricSpec], np.ndarray]
     fits: Callable[[MetricSpec], bool] = lambda spec: True
 
-
-def _cluster_sums(columns: Sequence[np.ndarray], clusters: np.ndarray, n_clusters: int) -> np.ndarray:
-    return np.stack([np.bincount(clusters, weights=c, minlength=n_clusters) for c in columns], axis=1)
+    def matrix(self, preds: Predictions, spec: MetricSpec, clusters: np.ndarray, n_clusters: int) -> sparse.csr_matrix:
+        """(n_clusters, k) the statistics summed per cluster (row i of ``preds`` is in ``clusters[i]``)."""
+        example, col, value, k = self.entries(preds, spec)
+        return sparse.csr_matrix((value, (clusters[example], col)), shape=(n_clusters, k))
 
 
 def _mean_linear(per_example: Callable[[Predictions], np.ndarray]) -> Linear:
-    return Linear(
-        lambda p, spec, clusters, k: _cluster_sums([np.ones(len(clusters)), per_example(p)], clusters, k),
-        lambda s, spec: s[:, 1] / s[:, 0],
-    )
+    def entries(p: Predictions, spec: MetricSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        n = len(p.labels)
+        return np.tile(np.arange(n), 2), np.repeat([0, 1], n), np.concatenate([np.ones(n), per_example(p)]), 2
+
+    return Linear(entries, lambda s, spec: s[..., 1] / s[..., 0])
 
 
-def _ece_sums(p: Predictions, spec: MetricSpec, clusters: np.ndarray, n_clusters: int) -> np.ndarray:
-    """(clusters, 3 * n_bins): count, summed confidence and hits per uniform bin."""
-    index = clusters * spec.n_bins + _bin_index(p.confidence, _bin_edges(spec.n_bins, "uniform"))
-    size = n_clusters * spec.n_bins
-    cols = [np.bincount(index, weights=w, minlength=size).reshape(n_clusters, spec.n_bins) for w in (None, p.confidence, p.correct)]
-    return np.concatenate(cols, axis=1)
+def _ece_entries(p: Predictions, spec: MetricSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Count, summed confidence and hits per uniform bin: columns [0, b), [b, 2b), [2b, 3b)."""
+    b, n = spec.n_bins, len(p.labels)
+    index = _bin_index(p.confidence, _bin_edges(b, "uniform"))
+    cols = np.concatenate([index, b + index, 2 * b + index])
+    return np.tile(np.arange(n), 3), cols, np.concatenate([np.ones(n), p.confidence, p.correct.astype(np.float64)]), 3 * b
 
 
 def _ece_finish(s: np.ndarray, spec: MetricSpec) -> np.ndarray:
     b = spec.n_bins
-    return np.abs(s[:, 2 * b :] - s[:, b : 2 * b]).sum(axis=1) / s[:, :b].sum(axis=1)
+    return np.abs(s[..., 2 * b :] - s[..., b : 2 * b]).sum(axis=-1) / s[..., :b].sum(axis=-1)
 
 
 LINEAR: Registry[Linear] = Registry("linear metric")
@@ -304,7 +410,7 @@ LINEAR.register("accuracy", _mean_linear(lambda p: p.correct.astype(np.float64))
 LINEAR.register("nll", _mean_linear(lambda p: -np.log(np.maximum(p.true_prob, NLL_EPS))))
 LINEAR.register("brier", _mean_linear(lambda p: p.sq_norm - 2 * p.true_prob + 1))
 LINEAR.register("mean_confidence", _mean_linear(lambda p: p.confidence))
-LINEAR.register("ece", Linear(_ece_sums, _ece_finish, lambda spec: spec.binning == "uniform" and spec.norm == "l1"))
+LINEAR.register("ece", Linear(_ece_entries, _ece_finish, lambda spec: spec.binning == "uniform" and spec.norm == "l1"))
 
 
 # -- tests on stored numbers, corrections, verdicts --------------------------------------
@@ -369,3 +475,355 @@ def segments_of(arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, di
     size = max(len(arrays[f"shift/{s}/labels"]) for s in entry_format.set_ids_of_family(arrays, family, shifts))
     block = f"family:{family}"
     return (Segment(block, np.arange(len(arrays[f"shift/{set_id}/labels"]))),), {block: size}
+
+
+# -- simulation: synthetic benchmarks with a known truth ---------------------------------
+#
+# A simulated benchmark has the cpu suite's shape: tasks x boards (students) x seeds x two
+# methods, every model scored on the same texts. A text has a true log-odds L (label 1 with
+# probability sigmoid(L), drawn once); a model's logit for it is
+#     scale_m * exp(logtemp_s) * (L + e) + bias_s
+# with per-seed random effects (bias, log-temperature) and example noise e, half of it shared by
+# both methods of a seed (they share initialisation and batch order). A corrupted copy of text i
+# (corruption k, severity v) keeps its label, has log-odds shrunk by severity plus a copy-level
+# perturbation shared by every model, and the model's own noise for text i: copies of a text are
+# correlated. Corruption texts are the first n clean texts (rows of the scored split); the
+# ambiguous subsets are the clean texts with the smallest |L| (nested); the domain sets are other
+# texts. The truth of a metric is its population value (expected labels over a large sample),
+# averaged over seed effects by Gauss-Hermite quadrature, then aggregated as the claim aggregates.
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """The generator's sizes and variances; defaults are the cpu suite's sizes."""
+
+    n_tasks: int = 9
+    n_seeds: int = 3
+    n_boards: int = 2  # students per task, scored on the same texts
+    n_clean: int = 500
+    n_corrupt: int = 30  # texts per corruption x severity
+    n_corruptions: int = 10
+    n_severities: int = 5
+    n_domain: int = 500  # texts per domain set (two sets)
+    subsets: tuple[float, ...] = (0.3, 0.2)  # nested ambiguous subsets: shares of clean texts
+    logit_sd: tuple[float, ...] = (2.0, 2.5, 3.0)  # task t has true log-odds sd logit_sd[t % 3]
+    seed_bias_sd: float = 0.15
+    seed_logtemp_sd: float = 0.1
+    example_sd: float = 0.8
+    shared: float = 0.5  # share of the example noise variance common to both methods
+    copy_sd: float = 0.4  # a corrupted copy's own perturbation (grows with the corruption index)
+    copy_model_sd: float = 0.3
+    scale_b: float = 1.4  # method B is over-confident
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One simulated condition: the true difference A - B and which claim kinds to evaluate."""
+
+    name: str
+    world: World = World()
+    ece_delta: float = 0.0  # true pooled-corruption ECE difference A - B (negative: A better)
+    example_sd_a: float | None = None  # A's example noise (less noise: more accurate); default B's
+    kinds: tuple[str, ...] = ("clean/mean", "pool/mean")
+    metrics: tuple[str, ...] = ("accuracy", "ece/uniform/15/l1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A claim shape: which sets (by role), how they aggregate, and the bootstrap design."""
+
+    sets: str  # clean | pool | corruption (every corruption set) | domain | ambiguous | subset
+    aggregate: str
+    design: str = "hierarchical"
+
+
+KINDS: Registry[Kind] = Registry("simulated claim kind")
+for _name, _kind in {
+    "clean/mean": Kind("clean", "mean"),
+    "clean/each": Kind("clean", "each"),
+    "pool/mean": Kind("pool", "mean"),
+    "corruption/mean": Kind("corruption", "mean"),
+    "corruption/worst": Kind("corruption", "worst"),
+    "corruption/worst-difference": Kind("corruption", "worst-difference"),
+    "domain/mean": Kind("domain", "mean"),
+    "ambiguous/mean": Kind("ambiguous", "mean"),
+    "subset/mean": Kind("subset", "mean"),
+    "pool/mean/independent": Kind("pool", "mean", "independent"),
+    "corruption/mean/independent": Kind("corruption", "mean", "independent"),
+    "ambiguous/mean/independent": Kind("ambiguous", "mean", "independent"),
+}.items():
+    KINDS.register(_name, _kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How one claim kind and metric did over a setting's benchmarks."""
+
+    setting: str
+    metric: str
+    kind: str
+    n_benchmarks: int
+    truth: float
+    coverage: float  # share of intervals (units' intervals for "each") holding the truth
+    holds: float  # share judged "holds" (A better than B)
+    fails: float
+    mean_effect: float
+    mean_se: float
+    mean_mde: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def simulate(setting: Setting, n_benchmarks: int, *, seed: int, n_resamples: int = 500, level: float = 0.95) -> list[Outcome]:
+    """Run ``n_benchmarks`` simulated benchmarks of ``setting``; one :class:`Outcome` per metric and kind.
+
+    Kinds on the same sets and design share one set of replicates (aggregated several ways)."""
+    import time
+
+    from threadpoolctl import threadpool_limits
+
+    world = setting.world
+    scales = (_scale_for(setting), world.scale_b)
+    noise = (setting.example_sd_a if setting.example_sd_a is not None else world.example_sd, world.example_sd)
+    specs = [MetricSpec.from_id(m) for m in setting.metrics]
+    truth = _truths(setting, scales, noise, specs)
+    kinds = {name: KINDS.get(name) for name in setting.kinds}
+    shared: dict[tuple[str, str], list[str]] = {}
+    for name, kind in kinds.items():
+        shared.setdefault((kind.sets, kind.design), []).append(name)
+    tallies: dict[tuple[str, str], list] = {(m.id, k): [] for m in specs for k in kinds}
+    timing = dict.fromkeys(tallies, 0.0)
+    with threadpool_limits(1):  # small products: one BLAS thread is several times faster on shared cores
+        for b in range(n_benchmarks):
+            bench = _benchmark(world, scales, noise, np.random.default_rng([seed, b]))
+            for (sets, design), names in shared.items():
+                units = _sim_units(world, bench, sets)
+                for spec in specs:
+                    start = time.perf_counter()
+                    higher = spec.name in HIGHER_IS_BETTER
+                    reps = replicates(spec, units, seed=b, n_resamples=n_resamples, design=design)
+                    for name in names:
+                        aggregate = kinds[name].aggregate
+                        if aggregate == "each":
+                            parts = [([i], truth[spec.id]["clean-task", u.task]) for i, u in enumerate(units)]
+                        else:
+                            parts = [(None, truth[spec.id][sets, aggregate])]
+                        for only, target in parts:
+                            est = estimate(reps, "mean" if aggregate == "each" else aggregate, level=level, bad_sign=-1.0 if higher else 1.0, only=only)
+                            status, _ = decide(est.low, est.high, est.mde, "higher" if higher else "lower")
+                            tallies[spec.id, name].append((est.low <= target <= est.high, status, est.effect, est.se, est.mde))
+                    elapsed = (time.perf_counter() - start) / len(names)
+                    for name in names:
+                        timing[spec.id, name] += elapsed
+    out = []
+    for (metric, name), rows in tallies.items():
+        kind = kinds[name]
+        target = truth[metric][kind.sets, "mean" if kind.aggregate == "each" else kind.aggregate]
+        out.append(Outcome(
+            setting.name, metric, name, n_benchmarks, float(target),
+            float(np.mean([r[0] for r in rows])), float(np.mean([r[1] == "holds" for r in rows])),
+            float(np.mean([r[1] == "fails" for r in rows])), float(np.mean([r[2] for r in rows])),
+            float(np.mean([r[3] for r in rows])), float(np.mean([r[4] for r in rows])), timing[metric, name],
+        ))
+    return out
+
+
+def _benchmark(world: World, scales: tuple[float, float], noise: tuple[float, float], rng: np.random.Generator) -> dict:
+    """One simulated benchmark: per task, its texts and every model's probabilities on every set."""
+    w, K, V, n = world, world.n_corruptions, world.n_severities, world.n_corrupt
+    tasks = []
+    for t in range(w.n_tasks):
+        sd = w.logit_sd[t % len(w.logit_sd)]
+        L = rng.normal(0, sd, w.n_clean)
+        y = (rng.random(w.n_clean) < _sigmoid(L)).astype(np.int64)
+        copy_L = _copy_logodds(world, L[:n, None, None], rng.normal(0, 1, (K, V, n)).transpose(2, 0, 1))  # (n, K, V)
+        dom_L = rng.normal(0, 0.7 * sd, (2, w.n_domain))
+        dom_y = (rng.random(dom_L.shape) < _sigmoid(dom_L)).astype(np.int64)
+        models = {}
+        for g in range(w.n_boards):
+            for s in range(w.n_seeds):
+                common = rng.normal(0, 1, w.n_clean + 2 * w.n_domain)
+                for m in range(2):
+                    bias, logtemp = rng.normal(0, w.seed_bias_sd), rng.normal(0, w.seed_logtemp_sd)
+                    own = rng.normal(0, 1, w.n_clean + 2 * w.n_domain)
+                    e = noise[m] * (np.sqrt(w.shared) * common + np.sqrt(1 - w.shared) * own)
+                    k = scales[m] * np.exp(logtemp)
+                    clean = k * (L + e[: w.n_clean]) + bias
+                    copies = k * (copy_L + e[:n, None, None] + rng.normal(0, w.copy_model_sd, copy_L.shape)) + bias
+                    domain = k * (dom_L + e[w.n_clean :].reshape(2, -1)) + bias + np.array([[0.3], [-0.3]])
+                    models[g, s, m] = (clean, copies.transpose(1, 2, 0), domain)  # copies (K, V, n)
+        order = np.argsort(np.abs(L), kind="stable")
+        subsets = [np.sort(order[: int(share * w.n_clean)]) for share in w.subsets]
+        tasks.append({"y": y, "dom_y": dom_y, "models": models, "subsets": subsets})
+    return {"tasks": tasks}
+
+
+def _copy_logodds(world: World, L: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """(n, K, V) log-odds of corrupted copies: shrunk by severity, perturbed more by later corruptions."""
+    K, V = world.n_corruptions, world.n_severities
+    shrink = 1 - 0.12 * np.arange(1, V + 1)
+    sd = world.copy_sd * (1 + 0.2 * np.arange(K))[:, None]
+    return L * shrink[None, None, :] + sd[None] * z
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def _probs(logit: np.ndarray) -> np.ndarray:
+    p = _sigmoid(logit.reshape(-1))
+    return np.stack([1 - p, p], axis=1)
+
+
+def _sim_units(world: World, bench: dict, sets: str) -> list[Unit]:
+    """The units of one claim kind: per task and board, the sets of that kind, both methods."""
+    units = []
+    n, K, V = world.n_corrupt, world.n_corruptions, world.n_severities
+    seeds = tuple(range(world.n_seeds))
+    for t, task in enumerate(bench["tasks"]):
+        y = task["y"]
+        for g in range(world.n_boards):
+            def unit(label: str, pick: Callable, labels: np.ndarray, segments: tuple, blocks: dict) -> Unit:
+                preds = tuple(
+                    tuple(Predictions(_probs(pick(task["models"][g, s, m])), labels) for s in seeds) for m in range(2)
+                )
+                return Unit(f"task{t}", f"board{g}", f"task{t}/board{g}/{label}", seeds, segments, blocks, *preds)
+
+            clean_block = {CLEAN_BLOCK: world.n_clean}
+            if sets == "clean":
+                units.append(unit("clean", lambda mod: mod[0], y, (Segment(CLEAN_BLOCK, np.arange(world.n_clean)),), clean_block))
+            elif sets == "pool":
+                texts = np.tile(np.arange(n), K * V)
+                units.append(unit("pool", lambda mod: mod[1], y[texts], (Segment(CLEAN_BLOCK, texts),), clean_block))
+            elif sets == "corruption":
+                for k in range(K):
+                    for v in range(V):
+                        units.append(unit(f"c{k}/{v}", lambda mod, k=k, v=v: mod[1][k, v], y[:n], (Segment(CLEAN_BLOCK, np.arange(n)),), clean_block))
+            elif sets == "domain":
+                for d in range(2):
+                    block = {"family:domain": world.n_domain}
+                    seg = (Segment("family:domain", np.arange(world.n_domain)),)
+                    units.append(unit(f"domain{d}", lambda mod, d=d: mod[2][d], task["dom_y"][d], seg, block))
+            elif sets in ("ambiguous", "subset"):
+                for i, rows in enumerate(task["subsets"][: 1 if sets == "subset" else None]):
+                    units.append(unit(f"ambiguous{i}", lambda mod, rows=rows: mod[0][rows], y[rows], (Segment(CLEAN_BLOCK, rows),), clean_block))
+            else:
+                raise ValueError(f"unknown simulated sets {sets!r}")
+    return units
+
+
+# -- the truth: population values, seed effects integrated by Gauss-Hermite quadrature ----
+
+_TRUTH_N = 20_000  # texts in the large sample per task type
+_NODES = 3  # Gauss-Hermite nodes per seed effect (3 x 3 points; exact for polynomials of degree 5)
+
+
+def _truths(setting: Setting, scales: tuple[float, float], noise: tuple[float, float], specs: list[MetricSpec]) -> dict:
+    """{metric id: {(sets, aggregate): the true A - B as the claim aggregates it, ("clean-task", task): ...}}."""
+    world = setting.world
+    out = {}
+    for spec in specs:
+        per_type = {}
+        for j, sd in enumerate(world.logit_sd):
+            values = [_population_sets(world, spec, sd, scales[m], noise[m], seed=j) for m in range(2)]
+            per_type[j] = values
+        truth: dict = {}
+        task_types = [t % len(world.logit_sd) for t in range(world.n_tasks)]
+        higher = spec.name in HIGHER_IS_BETTER
+        worst = np.min if higher else np.max
+        bad = -1.0 if higher else 1.0
+        rows = {
+            ("clean", "mean"): lambda a, b: a["clean"] - b["clean"],
+            ("pool", "mean"): lambda a, b: a["pool"] - b["pool"],
+            ("corruption", "mean"): lambda a, b: np.mean(a["corruption"]) - np.mean(b["corruption"]),
+            ("corruption", "worst"): lambda a, b: worst(a["corruption"]) - worst(b["corruption"]),
+            ("corruption", "worst-difference"): lambda a, b: bad * np.max(bad * (a["corruption"] - b["corruption"])),
+            ("domain", "mean"): lambda a, b: np.mean(a["domain"]) - np.mean(b["domain"]),
+            ("ambiguous", "mean"): lambda a, b: np.mean(a["ambiguous"]) - np.mean(b["ambiguous"]),
+            ("subset", "mean"): lambda a, b: a["ambiguous"][0] - b["ambiguous"][0],
+        }
+        for key, diff in rows.items():
+            truth[key] = float(np.mean([diff(*per_type[j]) for j in task_types]))
+        for t, j in enumerate(task_types):
+            truth["clean-task", f"task{t}"] = float(per_type[j][0]["clean"] - per_type[j][1]["clean"])
+        out[spec.id] = truth
+    return out
+
+
+def _population_sets(world: World, spec: MetricSpec, sd: float, scale: float, example_sd: float, seed: int, pool_only: bool = False) -> dict:
+    """One method's population metric on every set kind of a task type, averaged over seed effects
+    (only the pool with ``pool_only``)."""
+    rng = np.random.default_rng([seed, 12345])  # common random numbers for both methods and every scale
+    N = _TRUTH_N
+    L = rng.normal(0, sd, N)
+    e = rng.normal(0, example_sd, N)
+    K, V = world.n_corruptions, world.n_severities
+    m = N // 40  # texts per corruption set in the large sample
+    copy_L = _copy_logodds(world, L[:m, None, None], rng.normal(0, 1, (m, K, V)))
+    copy_noise = rng.normal(0, world.copy_model_sd, copy_L.shape)
+    dom_L = rng.normal(0, 0.7 * sd, (2, N // 4))
+    dom_e = rng.normal(0, example_sd, dom_L.shape)
+    cut = [np.quantile(np.abs(L), share) for share in world.subsets]
+    nodes, weights = np.polynomial.hermite_e.hermegauss(_NODES)
+    weights = weights / weights.sum()
+    acc = {"clean": 0.0, "pool": 0.0, "corruption": np.zeros(K * V), "domain": np.zeros(2), "ambiguous": np.zeros(len(cut))}
+    for zb, wb in zip(nodes, weights):
+        for zt, wt in zip(nodes, weights):
+            k, bias, w = scale * np.exp(world.seed_logtemp_sd * zt), world.seed_bias_sd * zb, wb * wt
+            clean = k * (L + e) + bias
+            acc["clean"] += w * _population(spec, clean, L)
+            copies = k * (copy_L + e[:m, None, None] + copy_noise) + bias  # (m, K, V)
+            acc["pool"] += w * _population(spec, copies, np.broadcast_to(L[:m, None, None], copies.shape))
+            if pool_only:
+                continue
+            acc["corruption"] += w * np.array([_population(spec, copies[:, i, j], L[:m]) for i in range(K) for j in range(V)])
+            acc["domain"] += w * np.array([_population(spec, k * (dom_L[d] + dom_e[d]) + bias + (0.3, -0.3)[d], dom_L[d]) for d in range(2)])
+            acc["ambiguous"] += w * np.array([_population(spec, clean[np.abs(L) <= c], L[np.abs(L) <= c]) for c in cut])
+    return acc
+
+
+def _population(spec: MetricSpec, logit: np.ndarray, true_logodds: np.ndarray) -> float:
+    """The metric with expected labels: every text twice, label 1 weighted sigmoid(L), label 0 the rest."""
+    probs = _probs(logit)
+    p1 = _sigmoid(np.asarray(true_logodds, dtype=np.float64).reshape(-1))
+    n = len(p1)
+    preds = Predictions(np.concatenate([probs, probs]), np.r_[np.zeros(n, np.int64), np.ones(n, np.int64)])
+    weights = np.r_[1 - p1, p1][None, :] * 2  # mean weight 1 per row: n-dependent estimators see 2n rows
+    linear = LINEAR.get(spec.name) if spec.name in LINEAR else None
+    if linear is not None and linear.fits(spec):
+        return float(linear.finish(np.asarray(weights @ linear.matrix(preds, spec, np.arange(2 * n), 2 * n)), spec)[0])
+    weighted = WEIGHTED.get(spec.name) if spec.name in WEIGHTED else None
+    if weighted is None or not weighted.fits(spec):
+        raise ValueError(f"metric {spec.id} has no weighted form: its population value cannot be computed")
+    return float(weighted(preds, spec, weights)[0])
+
+
+def _scale_for(setting: Setting) -> float:
+    """A's scale giving the setting's true pooled-corruption ECE difference (B's scale when 0)."""
+    world = setting.world
+    if setting.ece_delta == 0:
+        return world.scale_b
+    spec = MetricSpec("ece", "uniform", 15, "l1")
+    noise = setting.example_sd_a if setting.example_sd_a is not None else world.example_sd
+
+    def pooled(scale: float, sd_e: float) -> float:
+        types = [t % len(world.logit_sd) for t in range(world.n_tasks)]
+        cache = {j: _pool_only(world, spec, world.logit_sd[j], scale, sd_e, j) for j in set(types)}
+        return float(np.mean([cache[j] for j in types]))
+
+    target = pooled(world.scale_b, world.example_sd) + setting.ece_delta
+    lo, hi = None, world.scale_b
+    for s in np.linspace(world.scale_b, 0.4, 11)[1:]:
+        if pooled(s, noise) <= target:
+            lo = s
+            break
+        hi = s
+    if lo is None:
+        raise ValueError(f"setting {setting.name!r}: no scale gives a pooled ECE difference of {setting.ece_delta}")
+    return float(brentq(lambda s: pooled(s, noise) - target, lo, hi, xtol=1e-4))
+
+
+def _pool_only(world: World, spec: MetricSpec, sd: float, scale: float, example_sd: float, seed: int) -> float:
+    return _population_sets(world, spec, sd, scale, example_sd, seed, pool_only=True)["pool"]
