@@ -827,3 +827,118 @@ def _scale_for(setting: Setting) -> float:
 
 def _pool_only(world: World, spec: MetricSpec, sd: float, scale: float, example_sd: float, seed: int) -> float:
     return _population_sets(world, spec, sd, scale, example_sd, seed, pool_only=True)["pool"]
+
+
+# -- the standard simulation: what `cud-bench simulate` runs -----------------------------
+
+CORRUPTION_SIZES = (30, 100, 300, 500)  # texts per corruption x severity, as the power table asks
+ECE_DELTAS = (-0.005, -0.01, -0.02, -0.05)  # true pooled-corruption ECE differences A - B
+NULL_KINDS = (
+    "clean/mean", "clean/each", "pool/mean", "domain/mean", "ambiguous/mean", "subset/mean",
+    "pool/mean/independent", "ambiguous/mean/independent",
+)
+FAMILY_KINDS = ("corruption/mean", "corruption/worst", "corruption/worst-difference", "corruption/mean/independent")
+BASE_METRICS = ("accuracy", "ece/uniform/15/l1")
+
+
+def standard_settings(metrics: Sequence[str] = BASE_METRICS, family_sizes: Sequence[int] = (30,)) -> list[Setting]:
+    """The settings of the README's table: no true difference at every corruption size (every
+    claim kind; the 50-set corruption family only at ``family_sizes``, its cost grows with n),
+    pooled-corruption ECE differences of 0.5, 1, 2 and 5 points at every size (power), and a
+    true accuracy difference."""
+    out = []
+    for n in CORRUPTION_SIZES:
+        kinds = NULL_KINDS + (FAMILY_KINDS if n in family_sizes else ())
+        out.append(Setting(f"null-n{n}", World(n_corrupt=n), kinds=kinds, metrics=tuple(metrics)))
+    for delta in ECE_DELTAS:
+        for n in CORRUPTION_SIZES:
+            ece_metrics = tuple(m for m in metrics if m != "accuracy")
+            out.append(Setting(f"ece{delta * 100:+g}pt-n{n}", World(n_corrupt=n), ece_delta=delta, kinds=("pool/mean", "clean/mean"), metrics=ece_metrics))
+    out.append(Setting("accuracy-n30", World(n_corrupt=30), example_sd_a=0.7, kinds=("clean/mean", "pool/mean"), metrics=tuple(metrics)))
+    return out
+
+
+def run_simulation(
+    settings: Sequence[Setting], n_benchmarks: int, *, seed: int = 0, n_resamples: int = 500, jobs: int = 1
+) -> list[Outcome]:
+    """Every setting's outcomes; settings run in ``jobs`` worker processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    if jobs <= 1:
+        return [o for s in settings for o in simulate(s, n_benchmarks, seed=seed, n_resamples=n_resamples)]
+    with ProcessPoolExecutor(jobs) as pool:
+        futures = [pool.submit(simulate, s, n_benchmarks, seed=seed, n_resamples=n_resamples) for s in settings]
+        return [o for f in futures for o in f.result()]
+
+
+def simulation_markdown(outcomes: Sequence[Outcome], level: float = 0.95) -> str:
+    """The README's tables: coverage and false "holds" per claim kind; power of the pooled-corruption
+    ECE claim by true difference and corruption size; the size at which a 2-point difference has power 0.8."""
+    lines = [
+        f"Coverage of {level:.0%} intervals of the true A - B, share judged \"holds\" (A better) and \"fails\", "
+        "mean estimate and minimum detectable effect. Target: coverage 93-97%; \"holds\" <= 2.5% when the truth is 0. "
+        "`independent` is the per-unit bootstrap this design replaces.",
+        "",
+        "| setting | metric | claim kind | benchmarks | truth | coverage | holds | fails | mean effect | MDE | within target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for o in outcomes:
+        ok = 0.93 <= o.coverage <= 0.97 and (o.truth != 0 or o.holds <= 0.025)
+        lines.append(
+            f"| {o.setting} | {o.metric} | {o.kind} | {o.n_benchmarks} | {o.truth:+.4f} | {o.coverage:.3f} | {o.holds:.3f} "
+            f"| {o.fails:.3f} | {o.mean_effect:+.4f} | {o.mean_mde:.4f} | {'yes' if ok else '**no**'} |"
+        )
+    power = {(o.setting.rsplit("-n", 1)[0], int(o.setting.rsplit("-n", 1)[1]), o.metric): o.holds
+             for o in outcomes if o.kind == "pool/mean" and o.setting.startswith("ece")}
+    for metric in sorted({m for _, _, m in power}):
+        deltas = sorted({d for d, _, m in power if m == metric}, key=lambda d: -float(d[3:-2]))
+        sizes = sorted({n for _, n, m in power if m == metric})
+        lines += ["", f"Power of the pooled-corruption claim (A lower {metric} than B, mean over tasks) by true difference and texts per corruption:", ""]
+        lines += ["| true difference | " + " | ".join(f"n = {n}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
+        for d in deltas:
+            lines.append(f"| {d[3:]} | " + " | ".join(f"{power.get((d, n, metric), float('nan')):.3f}" for n in sizes) + " |")
+        enough = [n for n in sizes if power.get(("ece-2pt", n, metric), 0) >= 0.8]
+        lines += ["", f"Smallest n per corruption with power >= 0.8 for a 2-point difference ({metric}): "
+                  + (f"{enough[0]}" if enough else f"none up to {max(sizes)}")]
+    return "\n".join(lines) + "\n"
+
+
+def simulation_json(outcomes: Sequence[Outcome], **meta: Any) -> str:
+    import json
+
+    return json.dumps({**meta, "outcomes": [o.to_dict() for o in outcomes]}, indent=1, sort_keys=True) + "\n"
+
+
+def select_settings(patterns: Sequence[str] | None, metrics: Sequence[str] | None = None) -> list[Setting]:
+    """The standard settings whose names match any of ``patterns`` (all when None), with ``metrics``."""
+    import fnmatch
+
+    from cud_bench.errors import CudBenchError
+
+    for metric in metrics or ():
+        spec = MetricSpec.from_id(metric)
+        if spec.name not in METRICS.names() or not ((spec.name in LINEAR and LINEAR.get(spec.name).fits(spec)) or (spec.name in WEIGHTED and WEIGHTED.get(spec.name).fits(spec))):
+            raise CudBenchError(f"metric {metric!r} has no weighted form, so its population value cannot be computed; "
+                                f"weighted metrics: {', '.join(sorted(set(LINEAR.names()) | set(WEIGHTED.names())))}")
+    settings = standard_settings(tuple(metrics) if metrics else BASE_METRICS)
+    chosen = [s for s in settings if patterns is None or any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+    if not chosen:
+        raise CudBenchError(f"no setting matches {list(patterns or [])}; settings: {', '.join(s.name for s in settings)}")
+    return chosen
+
+
+def write_simulation(settings: Sequence[Setting], n_benchmarks: int, out: Any, *, seed: int, n_resamples: int, jobs: int = 1) -> str:
+    """Run the settings, write ``out``.json and ``out``.md atomically, and return the Markdown."""
+    import time
+    from pathlib import Path
+
+    from cud_bench.io import write_bytes_atomic
+
+    start = time.perf_counter()
+    outcomes = run_simulation(settings, n_benchmarks, seed=seed, n_resamples=n_resamples, jobs=jobs)
+    text = simulation_markdown(outcomes)
+    meta = {"benchmarks": n_benchmarks, "resamples": n_resamples, "seed": seed, "seconds": round(time.perf_counter() - start, 1)}
+    out = Path(out)
+    write_bytes_atomic(out.with_suffix(".json"), simulation_json(outcomes, **meta).encode())
+    write_bytes_atomic(out.with_suffix(".md"), text.encode())
+    return text
