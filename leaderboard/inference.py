@@ -45,6 +45,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import brentq
 from scipy.stats import binomtest, norm
+from scipy.stats import t as t_dist
 
 from cud_bench.metrics import METRICS, NLL_EPS, WEIGHTED, Predictions, _bin_edges, _bin_index, difference_interval
 from cud_bench.registry import Registry
@@ -118,35 +119,53 @@ def bootstrap(
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Replicates:
-    """Every unit's side values: ``values`` (units, R, 2) on the bootstrap replicates, ``points``
-    (units, 1, 2) on the data (each side's metric averaged over the unit's seeds)."""
+    """Every unit's side values on the bootstrap replicates, seed by seed.
+
+    ``per_seed`` (units, 2, S, R) is each seed's metric on each replicate's examples (NaN for a
+    seed the unit lacks), ``at_data`` (units, 2, S) on the data; ``weights`` (units, R, S) the
+    plain seed draws of each unit's task; with ``independent`` every unit has its own draws and ``values`` (units, R, 2)
+    holds the combined replicates of that design."""
 
     spec: MetricSpec
-    values: np.ndarray
-    points: np.ndarray
+    per_seed: np.ndarray
+    at_data: np.ndarray
+    weights: np.ndarray
     tasks: list[str]
     groups: list[tuple[str, str]]
-    n_seeds: int
+    independent: np.ndarray | None = None
+
+    @property
+    def n_seeds(self) -> int:
+        return self.weights.shape[2]
+
+    @property
+    def points(self) -> np.ndarray:
+        """(units, 1, 2) each side's metric averaged over the unit's seeds, on the data."""
+        with _quiet():
+            return np.nanmean(self.at_data, axis=2)[:, None, :]
 
 
 def replicates(spec: MetricSpec, units: Sequence[Unit], *, seed: int, n_resamples: int = 1000, design: str = "hierarchical") -> Replicates:
-    """Both sides' metric on each unit for ``n_resamples`` replicates of the design.
+    """Both sides' metric on each unit and seed for ``n_resamples`` replicates of the design.
 
-    ``design="independent"`` draws examples and seeds independently for every unit, without the
-    seed correction: the design this module replaces, kept to show in simulation that it
-    under-covers.
+    ``design="independent"`` draws examples and seeds independently for every unit: the design
+    this module replaces, kept to show in simulation that it under-covers.
     """
     if not units:
         raise ValueError("no unit to bootstrap")
     if design not in ("hierarchical", "independent"):
         raise ValueError(f"unknown bootstrap design {design!r}")
     universe = sorted({s for u in units for s in u.seeds})
-    rng = np.random.default_rng([seed, 0])
-    seed_weights = rng.multinomial(len(universe), [1 / len(universe)] * len(universe), size=n_resamples) / len(universe)
-    draws: dict[tuple[str, str, int], np.ndarray] = {}
-    counts = []  # per unit: {block: the key of its task's draw}
+    k = len(universe)
+    by_task = {  # seeds are drawn per task: another task's seed is another training run
+        task: np.random.default_rng([seed, 0, _stable(task)]).multinomial(k, [1 / k] * k, size=n_resamples) / k
+        for task in dict.fromkeys(u.task for u in units)
+    }
+    seed_weights = np.stack([by_task[u.task] for u in units])
     if design == "independent":  # each unit resamples its own examples, as a bootstrap per unit does
         units = [_own_clusters(u) for u in units]
+    draws: dict[tuple[str, str, int], np.ndarray] = {}
+    counts = []  # per unit: {block: the key of its task's draw}
     for i, unit in enumerate(units):
         key = unit.task if design == "hierarchical" else f"{unit.task}#{i}"
         mine = {}
@@ -156,18 +175,32 @@ def replicates(spec: MetricSpec, units: Sequence[Unit], *, seed: int, n_resample
                 draws[key, block, size] = _draw(task_rng, size, n_resamples)
             mine[block] = (key, block, size)
         counts.append(mine)
-    per_seed, per_seed_points = _per_seed(spec, units, counts, draws)
-    values, points = [], []
+    per_seed, points = _per_seed(spec, units, counts, draws)
+    full = np.full((len(units), 2, len(universe), n_resamples), np.nan)
+    at_data = np.full((len(units), 2, len(universe)), np.nan)
     for i, unit in enumerate(units):
-        if design == "hierarchical":
-            weights, correct = seed_weights[:, [universe.index(s) for s in unit.seeds]], True
-        else:
-            own = np.random.default_rng([seed, 2, i])
+        where = [universe.index(s) for s in unit.seeds]
+        for side in (0, 1):
+            full[i, side, where] = per_seed[i, side]
+            at_data[i, side, where] = points[i, side]
+    independent = None
+    if design == "independent":
+        independent = np.empty((len(units), n_resamples, 2))
+        for i, unit in enumerate(units):
             k = len(unit.seeds)
-            weights, correct = own.multinomial(k, [1 / k] * k, size=n_resamples) / k, False
-        values.append(np.stack([_seed_combined(per_seed[i, side], weights, correct) for side in (0, 1)], axis=1))
-        points.append(np.array([[per_seed_points[i, side].mean() for side in (0, 1)]]))
-    return Replicates(spec, np.stack(values), np.stack(points), [u.task for u in units], [(u.task, u.group) for u in units], len(universe))
+            own = np.random.default_rng([seed, 2, i]).multinomial(k, [1 / k] * k, size=n_resamples) / k
+            independent[i] = _weighted_seeds(np.stack([per_seed[i, 0], per_seed[i, 1]])[None], own[None])[0].T
+    return Replicates(spec, full, at_data, seed_weights, [u.task for u in units], [(u.task, u.group) for u in units], independent)
+
+
+def _weighted_seeds(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(units, 2, R) the seed-weighted mean of ``values`` (units, 2, S, R) under ``weights``
+    (units, R, S), over the seeds present (not NaN); NaN where no drawn seed is present."""
+    present = np.isfinite(values)
+    w = np.where(present, np.swapaxes(weights, 1, 2)[:, None], 0.0)
+    total = w.sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (w * np.where(present, values, 0.0)).sum(axis=-2) / total, np.nan)
 
 
 def _own_clusters(unit: Unit) -> Unit:
@@ -179,18 +212,56 @@ def _own_clusters(unit: Unit) -> Unit:
 
 
 def estimate(reps: Replicates, aggregate: str, *, level: float = 0.95, bad_sign: float = 1.0, only: Sequence[int] | None = None) -> Estimate:
-    """Aggregate units (all, or the indices ``only``) as ``aggregate`` says; interval, p, SE and MDE of A - B."""
+    """Aggregate units (all, or the indices ``only``) as ``aggregate`` says; interval, p, SE and MDE of A - B.
+
+    Seeds and test texts are crossed (every seed is scored on the same texts). Drawing both
+    counts their interaction twice (Owen 2007, the pigeonhole bootstrap): once in the spread of
+    the seeds and again in the resampled texts; and S drawn seeds under-state the seed spread
+    by (S - 1)/S. So the replicates drawing both are rescaled about their median to the variance
+    V = V_seeds + V_texts - V_interaction, where V_seeds is the variance over seed draws on the
+    data (stretched by S/(S - 1)), V_texts over text draws of the seed mean, and V_interaction
+    = mean over seeds of the variance over text draws of (seed s alone - seed mean) / (S - 1).
+    """
     pick = list(range(len(reps.tasks))) if only is None else list(only)
     tasks, groups = [reps.tasks[i] for i in pick], [reps.groups[i] for i in pick]
     combine, higher = AGGREGATES.get(aggregate), reps.spec.name in HIGHER_IS_BETTER
-    replicates_ = combine(reps.values[pick], tasks, groups, higher, bad_sign)
+
+    def agg(values: np.ndarray) -> np.ndarray:  # (units, 2, R) -> (R,)
+        return combine(np.moveaxis(values, 2, 1), tasks, groups, higher, bad_sign)
+
     effect = float(combine(reps.points[pick], tasks, groups, higher, bad_sign)[0])
-    kept = replicates_[np.isfinite(replicates_)]
+    df = np.inf
+    if reps.independent is not None:
+        draws = combine(reps.independent[pick], tasks, groups, higher, bad_sign)
+        target = float(np.nanvar(draws, ddof=1))
+    else:
+        per_seed, weights = reps.per_seed[pick], reps.weights[pick]
+        draws = agg(_weighted_seeds(per_seed, weights))
+        s = reps.n_seeds
+        with _quiet():
+            texts = agg(np.nanmean(per_seed, axis=2))
+            if s > 1:
+                at_data = np.broadcast_to(reps.at_data[pick][..., None], per_seed.shape)
+                spread = agg(_weighted_seeds(at_data, weights))
+                v_seeds = np.nanvar(spread, ddof=1) * s / (s - 1)
+                alone = [agg(per_seed[:, :, k]) - texts for k in range(s)]
+                v_inter = np.nanmean([np.nanvar(a, ddof=1) for a in alone]) / (s - 1)
+            else:
+                v_seeds = v_inter = 0.0
+            target = max(v_seeds + np.nanvar(texts, ddof=1) - v_inter, v_seeds, 0.0)
+            have = np.nanvar(draws, ddof=1)
+        # the seed part is estimated from (S - 1) degrees of freedom per task: Satterthwaite's df
+        df = target**2 * len(set(tasks)) * (s - 1) / v_seeds**2 if v_seeds > 0 else np.inf
+        if have > 0 and np.isfinite(target):
+            stretch = np.sqrt(target / have) * t_dist.ppf((1 + level) / 2, df) / norm.ppf((1 + level) / 2)
+            centre = np.nanmedian(draws)
+            draws = centre + (draws - centre) * stretch
+    kept = draws[np.isfinite(draws)]
     low, high, p = difference_interval(kept, level)
-    se = float(np.std(kept, ddof=1))
+    se = float(np.sqrt(target))
     return Estimate(
-        effect, low, high, p, se, minimum_detectable_effect(se, level),
-        len(set(tasks)), reps.n_seeds, len(pick), len(replicates_) - len(kept),
+        effect, low, high, p, se, minimum_detectable_effect(se, level, df=df),
+        len(set(tasks)), reps.n_seeds, len(pick), len(draws) - len(kept),
     )
 
 
@@ -200,9 +271,10 @@ def _draw(rng: np.random.Generator, size: int, n_resamples: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_resamples * size).reshape(n_resamples, size).astype(np.float64)
 
 
-def minimum_detectable_effect(se: float, level: float, power: float = POWER) -> float:
-    """(z_{1-alpha/2} + z_power) * se: the true effect a two-sided test at ``level`` detects with ``power``."""
-    return float((norm.ppf((1 + level) / 2) + norm.ppf(power)) * se)
+def minimum_detectable_effect(se: float, level: float, power: float = POWER, df: float = np.inf) -> float:
+    """(q_{1-alpha/2} + q_power) * se, q the t quantiles with ``df`` degrees of freedom (normal ones
+    by default): the true effect a two-sided test at ``level`` detects with ``power``."""
+    return float((t_dist.ppf((1 + level) / 2, df) + t_dist.ppf(power, df)) * se)
 
 
 def _stable(text: str) -> int:
@@ -294,18 +366,6 @@ def _unit_replicates(spec: MetricSpec, preds: Sequence[Predictions], segments: S
             rows = np.repeat(np.arange(n), c)
             out[:, r] = [metric(p.take(rows), spec) for p in preds]
     return out
-
-
-def _seed_combined(per_seed: np.ndarray, weights: np.ndarray, correct: bool) -> np.ndarray:
-    """(R,) the seed-weighted metric; with ``correct`` the seed deviation is stretched by sqrt(S/(S-1))."""
-    total = weights.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        plain = np.where(total > 0, (weights * per_seed.T).sum(axis=1) / total, np.nan)
-    s = per_seed.shape[0]
-    if not correct or s < 2:
-        return plain
-    centre = per_seed.mean(axis=0)
-    return centre + np.sqrt(s / (s - 1)) * (plain - centre)
 
 
 def evaluate(spec: MetricSpec, preds: Predictions) -> float:
@@ -568,6 +628,7 @@ class Outcome:
     holds: float  # share judged "holds" (A better than B)
     fails: float
     mean_effect: float
+    sd_effect: float  # the spread of the estimate over benchmarks: what mean_se should match
     mean_se: float
     mean_mde: float
     seconds: float
@@ -625,7 +686,7 @@ def simulate(setting: Setting, n_benchmarks: int, *, seed: int, n_resamples: int
             setting.name, metric, name, n_benchmarks, float(target),
             float(np.mean([r[0] for r in rows])), float(np.mean([r[1] == "holds" for r in rows])),
             float(np.mean([r[1] == "fails" for r in rows])), float(np.mean([r[2] for r in rows])),
-            float(np.mean([r[3] for r in rows])), float(np.mean([r[4] for r in rows])), timing[metric, name],
+            float(np.std([r[2] for r in rows], ddof=1)) if len(rows) > 1 else float("nan"), float(np.mean([r[3] for r in rows])), float(np.mean([r[4] for r in rows])), timing[metric, name],
         ))
     return out
 

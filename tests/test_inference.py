@@ -102,7 +102,8 @@ def test_simulation_covers_the_truth_where_a_per_unit_bootstrap_does_not():
             o = out[metric, kind]
             assert o.truth == 0.0 and 0.85 <= o.coverage <= 1.0 and o.holds <= 0.1, o
         hierarchical, naive = out[metric, "corruption/mean"], out[metric, "corruption/mean/independent"]
-        assert naive.coverage < 0.8 and naive.mean_se < 0.6 * hierarchical.mean_se, (naive, hierarchical)
+        assert naive.coverage <= 0.85 and naive.coverage < hierarchical.coverage - 0.08, (naive, hierarchical)
+        assert naive.mean_se < 0.6 * hierarchical.mean_se
 
 
 def test_simulation_detects_a_known_difference():
