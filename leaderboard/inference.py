@@ -5,10 +5,10 @@ resolution (minimum detectable effect), and the simulation that validates them.
 Units are not independent: they share training seeds, test examples (both students, both
 protocols, every corrupted copy of a text, nested subsets), so each claim is one bootstrap:
 
-- per replicate, training **seeds** are drawn with replacement once, the same draw for every unit
-  and both sides; with S seeds the plain cluster bootstrap under-states the seed variance by
-  (S - 1)/S, so the seed part of each replicate is stretched by sqrt(S / (S - 1)) around the
-  replicate's seed mean (a linear combination of per-seed metrics, so weights may be negative);
+- per replicate, training **seeds** are drawn with replacement once per task, the same draw for
+  every unit of the task and both sides (they share the seed's teacher; another task's seed is
+  another training run, so tasks draw independently and the seed spread is estimated with
+  T (S - 1) degrees of freedom rather than S - 1);
 - within each **task**, test examples are drawn once per replicate as clusters of *blocks*
   shared by every unit of that task: block ``clean`` holds the clean test texts (a subset and a
   set whose rows map to clean texts count its draws from there, so nested subsets are counted
@@ -17,7 +17,10 @@ protocols, every corrupted copy of a text, nested subsets), so each claim is one
 - a unit's metric on a replicate is computed on the resampled examples (per-cluster sufficient
   statistics times cluster counts, :data:`LINEAR`; other metrics through
   :data:`cud_bench.metrics.WEIGHTED` or one resample at a time);
-- units are aggregated per task, then over tasks with equal weights (:data:`AGGREGATES`).
+- units are aggregated per task, then over tasks with equal weights (:data:`AGGREGATES`);
+- seeds and texts are crossed, so drawing both counts their interaction twice and S seeds
+  under-state the seed spread: the replicates are rescaled to the variance of the crossed design
+  and stretched by t/z quantiles with Satterthwaite's degrees of freedom (:func:`estimate`).
 
 ``worst`` is each side's worst set within a board (then the mean over a task's boards and over
 tasks): the claim "A's worst ECE is lower than B's worst", as robustness benchmarks report a
@@ -25,10 +28,11 @@ worst case. The upward bias of a maximum of noisy estimates is alike for both si
 cancels in the difference; the worst *difference* (``worst-difference``, kept for the
 simulation) has a bias that never cancels and always favours "fails" (see ``cud-bench simulate``).
 
-**Tests and verdicts.** The interval is the percentile interval of the replicates of A - B; the
-two-sided p-value inverts it (:func:`cud_bench.metrics.difference_interval`). The minimum
-detectable effect is MDE = (z_{1-alpha/2} + z_{0.8}) * SE, SE the replicates' standard deviation:
-the true effect a two-sided test at the claim's level detects with power 0.8. An interval that
+**Tests and verdicts.** The interval is the percentile interval of the (rescaled) replicates of
+A - B; the two-sided p-value inverts it (:func:`cud_bench.metrics.difference_interval`). The
+minimum detectable effect is MDE = (q_{1-alpha/2} + q_{0.8}) * SE, SE the design's standard
+error and q the t quantiles of its degrees of freedom (about z: 1.96 + 0.84): the true effect a
+two-sided test at the claim's level detects with power 0.8. An interval that
 straddles zero and lies within [-MDE, +MDE] is "inconclusive (below resolution)". Holm's
 step-down adjustment is applied over a family of p-values (a claims file: every claim with one).
 """
