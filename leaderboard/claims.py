@@ -478,8 +478,9 @@ def to_markdown(verdicts: list[Verdict], claims: list[ClaimSpec], source: str) -
     lines = [
         f"Claims checked on {source}. Effect = A - B, per task the mean over its units (or each side's worst set), "
         "then the mean over tasks; interval and p from one hierarchical bootstrap per claim (seeds and each task's "
-        "test examples resampled once, shared by every unit) or a sign test over (task, seed) pairs; Holm p adjusts over "
-        "every claim of this file; MDE = (z(1-a/2) + z(0.8)) x bootstrap SE, the effect detected with power 0.8; "
+        "test examples resampled once per task, shared by every unit) or a sign test over (task, seed) pairs; Holm p adjusts "
+        "over every claim of this file; MDE = (q(1-a/2) + q(0.8)) x SE (t quantiles; about 2.8 SE), the effect detected "
+        "with power 0.8; inconclusive (below resolution): the interval lies within ±MDE; "
         "excluded = (board, seed) pairings with a degenerate student; `required` claims must hold.",
         "",
         "| claim | A vs B | metric | verdict | effect | 95% interval | p | Holm p | MDE | tasks | seeds | units | excluded | note |",
