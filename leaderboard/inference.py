@@ -54,6 +54,7 @@ from scipy.stats import t as t_dist
 from cud_bench.metrics import METRICS, NLL_EPS, WEIGHTED, Predictions, _bin_edges, _bin_index, difference_interval
 from cud_bench.registry import Registry
 from cud_bench.specs import MetricSpec
+from leaderboard.stats import HIGHER_IS_BETTER
 
 POWER = 0.8  # the power at which the minimum detectable effect is defined
 CLEAN_BLOCK = "clean"
@@ -378,7 +379,6 @@ def evaluate(spec: MetricSpec, preds: Predictions) -> float:
 
 # -- aggregates: units (U, R, 2) -> the difference A - B (R,) --------------------------
 
-HIGHER_IS_BETTER = ("accuracy", "macro_f1", "ood_auroc")
 Aggregate = Callable[[np.ndarray, list, list, bool, float], np.ndarray]
 AGGREGATES: Registry[Aggregate] = Registry("aggregate")
 

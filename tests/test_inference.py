@@ -110,3 +110,20 @@ def test_simulation_detects_a_known_difference():
     setting = Setting("ci-effect", SMALL, ece_delta=-0.05, kinds=("pool/mean",), metrics=("ece/uniform/15/l1",))
     (o,) = inference.simulate(setting, 30, seed=1, n_resamples=300)
     assert o.truth == pytest.approx(-0.05, abs=0.002) and o.holds >= 0.8 and o.fails == 0.0
+
+
+def test_simulate_command_refuses_unknown_settings_and_metrics_without_a_population_value(capsys):
+    from cud_bench.cli import main
+
+    assert main(["simulate", "--settings", "nothing"]) == 2 and "no setting matches" in capsys.readouterr().err
+    assert main(["simulate", "--metrics", "aurc"]) == 2 and "has no weighted form" in capsys.readouterr().err
+
+
+def test_simulation_tables_name_the_size_that_reaches_power():
+    outcomes = [
+        inference.Outcome(f"ece-2pt-n{n}", "ece/uniform/15/l1", "pool/mean", 10, -0.02, 0.95, power, 0.0, -0.02, 0.01, 0.01, 0.03, 1.0)
+        for n, power in ((30, 0.3), (100, 0.7), (300, 0.85), (500, 0.99))
+    ]
+    text = inference.simulation_markdown(outcomes)
+    assert "| -2pt | 0.300 | 0.700 | 0.850 | 0.990 |" in text
+    assert "Smallest n per corruption with power >= 0.8 for a 2-point difference (ece/uniform/15/l1): 300" in text
