@@ -367,8 +367,9 @@ def _verdict(claim: ClaimSpec, a: Side, grouped: dict, results: Results) -> Verd
         parts = tuple(dataclasses.replace(_decide(claim, a, [u], base), label=u.label) for u in units)
         statuses = {p.status for p in parts}
         status = "fails" if "fails" in statuses else "holds" if statuses == {"holds"} else "inconclusive"
+        effects = [p.effect for p in parts if p.effect is not None]
         return dataclasses.replace(
-            base, status=status, units=parts, effect=float(np.mean([p.effect for p in parts])), n_tasks=len({u.task for u in units}),
+            base, status=status, units=parts, effect=float(np.mean(effects)) if effects else None, n_tasks=len({u.task for u in units}),
             n_seeds=min(p.n_seeds for p in parts), note=f"{sum(p.status == 'holds' for p in parts)} of {len(parts)} units hold" + _excluded_note(excluded),
         )
     verdict = _decide(claim, a, units, base)
