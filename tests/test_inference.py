@@ -4,6 +4,7 @@ the design (coverage near the nominal level, where a per-unit bootstrap under-co
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 from scipy.special import softmax
@@ -102,14 +103,21 @@ def test_simulation_covers_the_truth_where_a_per_unit_bootstrap_does_not():
             o = out[metric, kind]
             assert o.truth == 0.0 and 0.85 <= o.coverage <= 1.0 and o.holds <= 0.1, o
         hierarchical, naive = out[metric, "corruption/mean"], out[metric, "corruption/mean/independent"]
-        assert naive.coverage <= 0.85 and naive.coverage < hierarchical.coverage - 0.08, (naive, hierarchical)
-        assert naive.mean_se < 0.6 * hierarchical.mean_se
+        assert naive.coverage <= 0.9 and naive.coverage < hierarchical.coverage, (naive, hierarchical)
+        assert naive.mean_se < 0.8 * hierarchical.mean_se and naive.mean_se / naive.sd_effect < 0.75  # it ignores what units share
+        assert 0.75 < hierarchical.mean_se / hierarchical.sd_effect < 1.3  # the design's SE is the estimate's real spread
+    assert min(out[m, "corruption/mean/independent"].coverage for m in ("accuracy", "ece/uniform/15/l1")) <= 0.85
 
 
 def test_simulation_detects_a_known_difference():
-    setting = Setting("ci-effect", SMALL, ece_delta=-0.05, kinds=("pool/mean",), metrics=("ece/uniform/15/l1",))
+    """A true pooled ECE difference of 5 points is detected; the binned plug-in ECE shrinks it
+    (both methods' ECE carry an upward small-sample bias, the better calibrated one more)."""
+    world = dataclasses.replace(SMALL, n_corrupt=150)
+    setting = Setting("ci-effect", world, ece_delta=-0.05, kinds=("pool/mean",), metrics=("ece/uniform/15/l1",))
     (o,) = inference.simulate(setting, 30, seed=1, n_resamples=300)
-    assert o.truth == pytest.approx(-0.05, abs=0.002) and o.holds >= 0.8 and o.fails == 0.0
+    assert o.truth == pytest.approx(-0.05, abs=0.002)
+    assert o.holds >= 0.8 and o.fails == 0.0, o
+    assert -0.05 < o.mean_effect < -0.02, o
 
 
 def test_simulate_command_refuses_unknown_settings_and_metrics_without_a_population_value(capsys):
