@@ -244,6 +244,34 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return exit_code(verdicts)
 
 
+def _add_simulate(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "simulate",
+        help="validate the claims' statistics on synthetic benchmarks with a known truth",
+        description="Simulated benchmarks of the cpu suite's shape (tasks x students x seeds x two methods, shared "
+        "test texts, nested subsets, corrupted copies) with a known true difference; reports the coverage of the "
+        "claims' intervals, the rate of false 'holds' and the power by corruption set size. See leaderboard/inference.py.",
+    )
+    parser.add_argument("--settings", nargs="+", metavar="NAME", help="only these settings (shell patterns; default: all)")
+    parser.add_argument("--benchmarks", type=int, default=500, metavar="N", help="simulated benchmarks per setting (default: 500)")
+    parser.add_argument("--resamples", type=int, default=500, metavar="R", help="bootstrap replicates per claim (default: 500)")
+    parser.add_argument("--metrics", nargs="+", metavar="ID", help="metric ids (default: accuracy and ece/uniform/15/l1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulation (default: 0)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="settings run in N worker processes")
+    parser.add_argument("--out", default="simulation", help="writes OUT.json and OUT.md (default: ./simulation)")
+    parser.set_defaults(func=_cmd_simulate)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from leaderboard.inference import select_settings, write_simulation
+
+    settings = select_settings(args.settings, args.metrics)
+    print(write_simulation(settings, args.benchmarks, Path(args.out), seed=args.seed, n_resamples=args.resamples, jobs=args.jobs))
+    return 0
+
+
 def _add_leaderboard(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "leaderboard",
@@ -372,6 +400,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_tasks, _add_data, _add_methods, _add_shifts, _add_suites, _add_run, _add_sweep, _add_leaderboard, _add_check,
+    _add_simulate,
 )
 
 

@@ -9,21 +9,31 @@ per-task results are combined, the test, its level, the minimum number of
 seeds, and whether it is ``required`` or only ``tracked``.
 
 A *unit* is one board (suite, task, target protocol, student architecture) and
-one set. Per unit, ``paired-bootstrap`` resamples seeds and examples (the
-corrupted copies of one text together) with the same draws for both sides;
-``sign-test`` compares the stored per-seed numbers (the only test for
-teachers, whose predictions are not stored). Aggregations: ``each`` (every unit
-must hold; one that fails fails the claim), ``mean`` (the mean over units of
-the difference, its replicates averaged over independent bootstraps), ``worst``
-(each side's worst unit, e.g. its worst shift, compared).
+one set. ``paired-bootstrap`` is one hierarchical bootstrap per claim
+(:mod:`leaderboard.inference`): seeds drawn once for every unit, test examples
+drawn once per task and shared by every unit of that task (students, protocols,
+corrupted copies of a text, nested subsets), the same draws for both sides.
+``sign-test`` compares stored numbers over (task, seed) pairs. Aggregations:
+``each`` (every unit must hold; one that fails fails the claim), ``mean`` (per
+task the mean over its units, then the mean over tasks), ``worst`` (per board
+each side's worst set, then the mean over boards and tasks).
+
+Teachers count once: a teacher is shared by every student and protocol of its
+task, so cells naming the same teachers are kept once. With the teachers' clean
+predictions stored (``teacher/clean/probs``) they are bootstrapped like
+students; otherwise a sign test over the (task, seed) pairs of their stored
+scores. A (board, seed) pairing where a side's student is degenerate
+(:mod:`cud_bench.degenerate`) is dropped, and the verdict says how many were.
 
 Verdicts: **holds** when the interval of A - B (level ``level``) lies on the
 claimed side of zero; **fails** when it lies on the other side; otherwise
 **inconclusive** (an interval that straddles zero, fewer than ``min_seeds``
-seeds, or no unit to test). A sign test holds or fails only with p < 1 - level.
-A ``robust`` claim names a pattern of sweep variants as side A (``cud+*``) and
-holds when at least ``robust`` of them hold; it fails when more than
-``1 - robust`` of them fail.
+seeds, or no unit to test), marked "(below resolution)" when the interval lies
+within plus or minus the minimum detectable effect. A sign test holds or fails
+only with p < 1 - level. Every verdict carries its raw p-value and Holm's
+adjustment over the claims of its file. A ``robust`` claim names a pattern of
+sweep variants as side A (``cud+*``) and holds when at least ``robust`` of them
+hold; it fails when more than ``1 - robust`` of them fail.
 """
 
 from __future__ import annotations
@@ -36,20 +46,22 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import yaml
-from scipy.stats import binomtest
 
+from cud_bench.degenerate import is_degenerate
 from cud_bench.errors import CudBenchError
-from cud_bench.metrics import bootstrap_replicates, difference_interval
+from cud_bench.metrics import Predictions
 from cud_bench.records import read_record
 from cud_bench.specs import MetricSpec, content_hash
 from leaderboard import entry as entry_format
-from leaderboard.stats import HIGHER_IS_BETTER, Board, boards, stack_seeds
+from leaderboard import inference
+from leaderboard.stats import Board, boards, stack_seeds
 
 TESTS = ("paired-bootstrap", "sign-test")
 AGGREGATES = ("each", "mean", "worst")
 DIRECTIONS = ("lower", "higher")
 ROLES = ("student", "teacher")
 STATUSES = ("holds", "fails", "inconclusive")
+TEACHER_PROBS = "teacher/clean/probs"  # a teacher's clean test probabilities, when the record stores them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +125,8 @@ class ClaimSpec:
             raise CudBenchError(f"{where}: need min_seeds >= 1 and n_resamples >= 100")
         if self.robust is not None and not 0 < self.robust <= 1:
             raise CudBenchError(f"{where}: robust is the share of sweep settings that must hold, in (0, 1]")
-        if "teacher" in (self.a.role, self.b.role) and (self.test != "sign-test" or self.sets != (entry_format.CLEAN,)):
-            raise CudBenchError(f"{where}: teachers are compared on the clean test set with test: sign-test (their predictions are not stored)")
+        if "teacher" in (self.a.role, self.b.role) and self.sets != (entry_format.CLEAN,):
+            raise CudBenchError(f"{where}: teachers are compared on the clean test set only")
         if not self.sets:
             raise CudBenchError(f"{where}: sets must not be empty")
 
@@ -199,7 +211,9 @@ class Results:
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-    """A claim's (or one unit's) outcome; ``effect`` is mean A - B, with its interval when bootstrapped."""
+    """A claim's (or one unit's) outcome; ``effect`` is A - B aggregated as the claim says, with its
+    hierarchical-bootstrap interval, raw and Holm-adjusted p-values (Holm over every claim of the
+    file that has a p-value) and minimum detectable effect (:mod:`leaderboard.inference`)."""
 
     claim: str
     status: str
@@ -208,8 +222,14 @@ class Verdict:
     low: float | None = None
     high: float | None = None
     p_value: float | None = None
+    p_holm: float | None = None
+    se: float | None = None
+    mde: float | None = None
+    resolution: str = ""  # "below resolution": inconclusive, the interval lies within +-MDE
+    n_tasks: int = 0
     n_seeds: int = 0
     n_units: int = 0
+    n_excluded: int = 0  # (board, seed) pairings dropped because a side's student is degenerate
     note: str = ""
     units: tuple[Verdict, ...] = ()
     label: str = ""  # the unit (board / set) or the sweep setting this verdict is about
@@ -219,15 +239,20 @@ class Verdict:
         out["units"] = [u.to_dict() for u in self.units]
         return out
 
+    @property
+    def shown_status(self) -> str:
+        return f"{self.status} ({self.resolution})" if self.resolution else self.status
+
 
 @dataclasses.dataclass(frozen=True)
-class Unit:
+class Cell:
+    """A board's set with both sides: the entries of each side by seed (degenerate pairings dropped)."""
+
     board: Board
     set_id: str
     seeds: tuple[int, ...]
-    a: np.ndarray  # per seed values (sign test) or bootstrap replicates (R,) of side A
-    b: np.ndarray
-    estimate: tuple[float, float]  # seed-averaged A and B
+    a: dict[int, dict[str, Any]]
+    b: dict[int, dict[str, Any]]
 
     @property
     def label(self) -> str:
@@ -235,16 +260,24 @@ class Unit:
 
 
 def check(claims: Iterable[ClaimSpec], results: Results) -> list[Verdict]:
-    """The verdict of every claim on ``results``."""
+    """The verdict of every claim on ``results``, with Holm's adjustment over the file's p-values."""
     grouped = boards(results.entries)
-    return [_check(claim, grouped, results) for claim in claims]
+    verdicts = [_check(claim, grouped, results) for claim in claims]
+    adjusted = inference.holm([v.p_value for v in verdicts])
+    return [dataclasses.replace(v, p_holm=p, note=_holm_note(v, p)) for v, p in zip(verdicts, adjusted)]
+
+
+def _holm_note(v: Verdict, p_holm: float | None) -> str:
+    if v.status == "holds" and p_holm is not None and v.p_value is not None and p_holm >= 0.05 > v.p_value:
+        return "; ".join(filter(None, [v.note, "not significant after Holm's adjustment"]))
+    return v.note
 
 
 def _check(claim: ClaimSpec, grouped: dict, results: Results) -> Verdict:
     if claim.robust is None:
-        return _verdict(claim, _units(claim, claim.a, grouped, results))
+        return _verdict(claim, claim.a, grouped, results)
     methods = sorted({m for per_method in grouped.values() for m in per_method if fnmatch.fnmatchcase(m, claim.a.method)})
-    settings = [dataclasses.replace(_verdict(claim, _units(claim, dataclasses.replace(claim.a, method=m), grouped, results)), label=m) for m in methods]
+    settings = [dataclasses.replace(_verdict(claim, dataclasses.replace(claim.a, method=m), grouped, results), label=m) for m in methods]
     base = Verdict(claim.id, "inconclusive", claim.required, n_units=len(settings), units=tuple(settings))
     if not settings:
         return dataclasses.replace(base, note=f"no method matches {claim.a.method!r}")
@@ -254,8 +287,11 @@ def _check(claim: ClaimSpec, grouped: dict, results: Results) -> Verdict:
     return dataclasses.replace(base, status=status, note=note)
 
 
-def _units(claim: ClaimSpec, a: Side, grouped: dict, results: Results) -> list[Unit]:
-    units = []
+def _cells(claim: ClaimSpec, a: Side, grouped: dict, results: Results) -> tuple[list[Cell], int]:
+    """Every (board, set) with both sides, and the number of (board, seed) pairings dropped because
+    a side's student is degenerate. Teachers count once: cells whose sides are the same trained
+    models (a teacher is shared by every student and protocol of its task) are kept once."""
+    cells, seen, dropped = [], set(), set()
     for board, per_method in grouped.items():
         if (claim.tasks and board.task not in claim.tasks) or (claim.protocols and board.protocol not in claim.protocols):
             continue
@@ -264,10 +300,19 @@ def _units(claim: ClaimSpec, a: Side, grouped: dict, results: Results) -> list[U
         if a.method not in per_method or claim.b.method not in per_method:
             continue
         for set_id in _expand_sets(claim.sets, per_method[a.method]):
-            unit = _unit(claim, board, set_id, a, per_method, results)
-            if unit is not None:
-                units.append(unit)
-    return units
+            sides = [{e["cell"]["seed"]: e for e in per_method[side.method] if set_id in e["sets"]} for side in (a, claim.b)]
+            seeds = sorted(set(sides[0]) & set(sides[1]))
+            bad = {s for s in seeds if any(side.role == "student" and _degenerate(by_seed[s], results) for side, by_seed in zip((a, claim.b), sides))}
+            dropped |= {(board, s) for s in bad}
+            seeds = tuple(s for s in seeds if s not in bad)
+            if not seeds:
+                continue
+            key = (set_id, *(_identity(side, board, by_seed[seeds[0]]) for side, by_seed in zip((a, claim.b), sides)))
+            if key in seen:
+                continue
+            seen.add(key)
+            cells.append(Cell(board, set_id, seeds, sides[0], sides[1]))
+    return cells, len(dropped)
 
 
 def _expand_sets(selectors: tuple[str, ...], entries: list[dict[str, Any]]) -> list[str]:
@@ -288,26 +333,125 @@ def _expand_sets(selectors: tuple[str, ...], entries: list[dict[str, Any]]) -> l
     return list(dict.fromkeys(out))
 
 
-def _unit(claim: ClaimSpec, board: Board, set_id: str, a: Side, per_method: dict, results: Results) -> Unit | None:
-    sides = [(side, {e["cell"]["seed"]: e for e in per_method[side.method] if set_id in e["sets"]}) for side in (a, claim.b)]
-    seeds = tuple(sorted(set(sides[0][1]) & set(sides[1][1])))
-    if not seeds:
-        return None
+def _identity(side: Side, board: Board, entry: dict[str, Any]) -> tuple:
+    """Which trained models a side stands for: a teacher by (suite, task, recipe, architecture)."""
+    if side.role == "teacher":
+        teacher = entry.get("teacher") or {}
+        return ("teacher", board.suite, board.task, teacher.get("recipe"), entry["specs"]["teacher_arch"], side.variant)
+    return ("student", board, side.method, side.variant)
+
+
+def _degenerate(entry: dict[str, Any], results: Results) -> bool:
+    """The record's flag when the entry carries one, else the clean predictions' majority share."""
+    for holder in (entry, entry.get("training") or {}):
+        if isinstance(holder.get("degenerate"), bool):
+            return holder["degenerate"]
+    return is_degenerate(results.predictions(entry)["clean/probs"])
+
+
+def _verdict(claim: ClaimSpec, a: Side, grouped: dict, results: Results) -> Verdict:
+    cells, excluded = _cells(claim, a, grouped, results)
+    base = Verdict(claim.id, "inconclusive", claim.required, n_units=len(cells), n_excluded=excluded)
+    if not cells:
+        return dataclasses.replace(base, note="no unit to test: no board holds both sides on these sets" + _excluded_note(excluded))
     if claim.test == "sign-test":
-        values = [np.array([_stored(by_seed[s], side, set_id, claim) for s in seeds]) for side, by_seed in sides]
-        return Unit(board, set_id, seeds, values[0], values[1], (float(values[0].mean()), float(values[1].mean())))
-    stacked = [
-        stack_seeds([(results.predictions(by_seed[s]), by_seed[s]) for s in seeds], set_id, side.variant or claim.variant)
-        for side, by_seed in sides
-    ]
-    if any(s.problem for s in stacked) or not np.array_equal(stacked[0].labels, stacked[1].labels):
-        return None
+        return _sign_verdict(claim, a, cells, base)
+    units, problems = [], []
+    for cell in cells:
+        unit = _unit(claim, a, cell, results)
+        (problems if isinstance(unit, str) else units).append(unit)
+    if not units:
+        return dataclasses.replace(base, note=f"{problems[0]}" + _excluded_note(excluded))
+    base = dataclasses.replace(base, n_units=len(units))
+    if claim.aggregate == "each" and len(units) > 1:
+        parts = tuple(dataclasses.replace(_decide(claim, a, [u], base), label=u.label) for u in units)
+        statuses = {p.status for p in parts}
+        status = "fails" if "fails" in statuses else "holds" if statuses == {"holds"} else "inconclusive"
+        effects = [p.effect for p in parts if p.effect is not None]
+        return dataclasses.replace(
+            base, status=status, units=parts, effect=float(np.mean(effects)) if effects else None, n_tasks=len({u.task for u in units}),
+            n_seeds=min(p.n_seeds for p in parts), note=f"{sum(p.status == 'holds' for p in parts)} of {len(parts)} units hold" + _excluded_note(excluded),
+        )
+    verdict = _decide(claim, a, units, base)
+    return dataclasses.replace(verdict, note="; ".join(filter(None, [verdict.note, _excluded_note(excluded).lstrip("; ")])))
+
+
+def _excluded_note(excluded: int) -> str:
+    return f"; {excluded} (board, seed) pairing(s) excluded: a degenerate student" if excluded else ""
+
+
+def _unit(claim: ClaimSpec, a: Side, cell: Cell, results: Results) -> inference.Unit | str:
+    """The bootstrap unit of a cell: both sides' predictions per seed and the rows' clusters."""
+    preds, labels, segments, blocks = [], None, None, None
+    for side, by_seed in ((a, cell.a), (claim.b, cell.b)):
+        variant = side.variant or claim.variant
+        per_seed = []
+        for s in cell.seeds:
+            entry = by_seed[s]
+            arrays = results.predictions(entry)
+            if side.role == "teacher":
+                if TEACHER_PROBS not in arrays:
+                    return f"{entry_format.stem(entry['cell'])} stores no teacher predictions ({TEACHER_PROBS}); compare teachers with test: sign-test"
+                if variant != "raw":
+                    return "teacher predictions are compared raw only (the teacher's post-hoc temperature is not stored)"
+                p, y = arrays[TEACHER_PROBS], arrays["clean/labels"]
+            else:
+                stacked = stack_seeds([(arrays, entry)], cell.set_id, variant)
+                if stacked.problem:
+                    return stacked.problem
+                p, y = stacked.probs[0], stacked.labels
+            if labels is not None and not np.array_equal(labels, y):
+                return f"{cell.label}: the two sides (or seeds) were scored on different examples"
+            labels = y
+            per_seed.append(Predictions.of(p, y))
+            if segments is None:
+                segments, blocks = inference.segments_of(arrays, cell.set_id, entry["shifts"])
+        preds.append(tuple(per_seed))
+    return inference.Unit(f"{cell.board.suite}/{cell.board.task}", cell.board.label, cell.label, cell.seeds, segments, blocks, preds[0], preds[1])
+
+
+def _decide(claim: ClaimSpec, a: Side, units: list[inference.Unit], base: Verdict) -> Verdict:
+    """One hierarchical bootstrap over ``units``, and the verdict it gives."""
+    base = dataclasses.replace(base, n_units=len(units), label=units[0].label if len(units) == 1 else "")
+    seeds = sorted({s for u in units for s in u.seeds})
+    if len(seeds) < claim.min_seeds:
+        return dataclasses.replace(base, n_seeds=len(seeds), note=f"{len(seeds)} seed(s), the claim needs {claim.min_seeds}")
     spec = MetricSpec.from_id(claim.metric)
-    seed = int(content_hash((claim.id, str(a), dataclasses.astuple(board), set_id), 8), 16) >> 1
-    estimates, replicates = bootstrap_replicates(
-        spec, [s.probs for s in stacked], stacked[0].labels, seed=seed, n_resamples=claim.n_resamples, groups=stacked[0].groups
+    seed = int(content_hash((claim.id, str(a), claim.aggregate, [u.label for u in units]), 8), 16) >> 1
+    bad_sign = 1.0 if claim.direction == "lower" else -1.0
+    est = inference.bootstrap(spec, units, claim.aggregate if claim.aggregate != "each" else "mean", seed=seed,
+                              n_resamples=claim.n_resamples, level=claim.level, bad_sign=bad_sign)
+    status, resolution = inference.decide(est.low, est.high, est.mde, claim.direction)
+    note = "" if status != "inconclusive" else "the interval straddles zero" + (" within the resolution (±MDE)" if resolution else "")
+    if est.n_dropped:
+        note = "; ".join(filter(None, [note, f"{est.n_dropped} replicate(s) drew no example of a set"]))
+    return dataclasses.replace(
+        base, status=status, resolution=resolution, effect=est.effect, low=est.low, high=est.high, p_value=est.p_value,
+        se=est.se, mde=est.mde, n_tasks=est.n_tasks, n_seeds=est.n_seeds, note=note,
     )
-    return Unit(board, set_id, seeds, replicates[:, 0], replicates[:, 1], (float(estimates[0]), float(estimates[1])))
+
+
+def _sign_verdict(claim: ClaimSpec, a: Side, cells: list[Cell], base: Verdict) -> Verdict:
+    """Sign test over (task, seed) pairs of the stored numbers (each task's units averaged per seed)."""
+    pairs: dict[tuple[str, int], list[float]] = {}
+    for cell in cells:
+        for s in cell.seeds:
+            d = _stored(cell.a[s], a, cell.set_id, claim) - _stored(cell.b[s], claim.b, cell.set_id, claim)
+            pairs.setdefault((cell.board.task, s), []).append(d)
+    seeds = sorted({s for _, s in pairs})
+    tasks = sorted({t for t, _ in pairs})
+    per_task = [np.mean([np.mean(v) for (t, _), v in pairs.items() if t == task]) for task in tasks]
+    base = dataclasses.replace(base, effect=float(np.mean(per_task)), n_seeds=len(seeds), n_tasks=len(tasks))
+    if len(seeds) < claim.min_seeds:
+        return dataclasses.replace(base, note=f"{len(seeds)} seed(s), the claim needs {claim.min_seeds}")
+    diffs = np.array([np.mean(v) for v in pairs.values()])
+    wins, losses, p = inference.sign_test(diffs, -1.0 if claim.direction == "lower" else 1.0)
+    status = "inconclusive" if p >= 1 - claim.level else "holds" if wins > losses else "fails"
+    note = f"{wins} of {len(diffs)} (task, seed) pairs in the claimed direction, {losses} against"
+    floor = 2 * 0.5 ** len(diffs)
+    if floor >= 1 - claim.level:
+        note += f"; with {len(diffs)} pairs a sign test cannot reach p < {1 - claim.level:.2g} (its smallest p is {floor:.2g})"
+    return dataclasses.replace(base, status=status, p_value=p, note=note + _excluded_note(base.n_excluded))
 
 
 def _stored(entry: dict[str, Any], side: Side, set_id: str, claim: ClaimSpec) -> float:
@@ -322,66 +466,6 @@ def _stored(entry: dict[str, Any], side: Side, set_id: str, claim: ClaimSpec) ->
     return entry["sets"][set_id][variant][metrics.index(claim.metric)]
 
 
-def _verdict(claim: ClaimSpec, units: list[Unit]) -> Verdict:
-    base = Verdict(claim.id, "inconclusive", claim.required, n_units=len(units))
-    if not units:
-        return dataclasses.replace(base, note="no unit to test: no board holds both sides on these sets")
-    if claim.aggregate == "each" and len(units) > 1:
-        parts = tuple(dataclasses.replace(_decide(claim, [u]), label=u.label) for u in units)
-        statuses = {p.status for p in parts}
-        status = "fails" if "fails" in statuses else "holds" if statuses == {"holds"} else "inconclusive"
-        effects = [p.effect for p in parts if p.effect is not None]
-        return dataclasses.replace(
-            base, status=status, units=parts, effect=float(np.mean(effects)) if effects else None,
-            n_seeds=min(p.n_seeds for p in parts), note=f"{sum(p.status == 'holds' for p in parts)} of {len(parts)} units hold",
-        )
-    return dataclasses.replace(_decide(claim, units), n_units=len(units))
-
-
-def _decide(claim: ClaimSpec, units: list[Unit]) -> Verdict:
-    """Combine units (mean or worst) and test A - B against the claimed direction."""
-    base = Verdict(claim.id, "inconclusive", claim.required, n_units=len(units), label=units[0].label if len(units) == 1 else "")
-    seeds = tuple(sorted(set.intersection(*(set(u.seeds) for u in units))))
-    if claim.test == "sign-test":
-        units = [_on_seeds(u, seeds) for u in units]
-    a, b = _combine(claim, [u.a for u in units]), _combine(claim, [u.b for u in units])
-    estimate = _combine(claim, [np.array([u.estimate[0]]) for u in units])[0] - _combine(claim, [np.array([u.estimate[1]]) for u in units])[0]
-    base = dataclasses.replace(base, effect=float(estimate), n_seeds=len(seeds))
-    if len(seeds) < claim.min_seeds:
-        return dataclasses.replace(base, note=f"{len(seeds)} seed(s), the claim needs {claim.min_seeds}")
-    sign = -1.0 if claim.direction == "lower" else 1.0
-    if claim.test == "sign-test":
-        d = sign * (a - b)
-        wins, losses = int((d > 0).sum()), int((d < 0).sum())
-        p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
-        status = "inconclusive" if p >= 1 - claim.level else "holds" if wins > losses else "fails"
-        floor = 2 * 0.5 ** len(seeds)
-        note = f"{wins} of {len(seeds)} seeds in the claimed direction, {losses} against"
-        if floor >= 1 - claim.level:
-            note += f"; with {len(seeds)} seeds a sign test cannot reach p < {1 - claim.level:.2g} (its smallest p is {floor:.2g})"
-        return dataclasses.replace(base, status=status, p_value=float(p), note=note)
-    low, high, p = difference_interval(a - b, claim.level)
-    claimed = high < 0 if claim.direction == "lower" else low > 0
-    opposite = low > 0 if claim.direction == "lower" else high < 0
-    status = "holds" if claimed else "fails" if opposite else "inconclusive"
-    note = "" if status != "inconclusive" else "the interval straddles zero"
-    return dataclasses.replace(base, status=status, low=low, high=high, p_value=p, note=note)
-
-
-def _on_seeds(unit: Unit, seeds: tuple[int, ...]) -> Unit:
-    keep = [unit.seeds.index(s) for s in seeds]
-    return dataclasses.replace(unit, seeds=seeds, a=unit.a[keep], b=unit.b[keep])
-
-
-def _combine(claim: ClaimSpec, rows: list[np.ndarray]) -> np.ndarray:
-    """Units combined elementwise (per replicate or per seed): their mean, or each side's worst."""
-    stacked = np.stack(rows)
-    if claim.aggregate != "worst":
-        return stacked.mean(axis=0)
-    higher_is_better = claim.metric.split("/")[0] in HIGHER_IS_BETTER
-    return stacked.min(axis=0) if higher_is_better else stacked.max(axis=0)
-
-
 # -- reports ---------------------------------------------------------------------------
 
 
@@ -393,18 +477,23 @@ def exit_code(verdicts: list[Verdict]) -> int:
 def to_markdown(verdicts: list[Verdict], claims: list[ClaimSpec], source: str) -> str:
     by_id = {c.id: c for c in claims}
     lines = [
-        f"Claims checked on {source}. Effect = mean(A) - mean(B) over seeds (and units); interval and p-value from "
-        "the claim's test; `required` claims must hold.",
+        f"Claims checked on {source}. Effect = A - B, per task the mean over its units (or each side's worst set), "
+        "then the mean over tasks; interval and p from one hierarchical bootstrap per claim (seeds and each task's "
+        "test examples resampled once per task, shared by every unit) or a sign test over (task, seed) pairs; Holm p adjusts "
+        "over every claim of this file; MDE = (q(1-a/2) + q(0.8)) x SE (t quantiles; about 2.8 SE), the effect detected "
+        "with power 0.8; inconclusive (below resolution): the interval lies within ±MDE; "
+        "excluded = (board, seed) pairings with a degenerate student; `required` claims must hold.",
         "",
-        "| claim | A vs B | metric | verdict | effect | 95% interval | p | seeds | units | note |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| claim | A vs B | metric | verdict | effect | 95% interval | p | Holm p | MDE | tasks | seeds | units | excluded | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in verdicts:
         c = by_id[v.claim]
         interval = f"[{v.low:+.4f}, {v.high:+.4f}]" if v.low is not None else "—"
         lines.append(
             f"| {v.claim}{' (required)' if v.required else ''} | {c.a} {c.direction} than {c.b} | {c.metric} ({c.variant}, {c.aggregate}) "
-            f"| **{v.status}** | {_fmt(v.effect)} | {interval} | {_fmt(v.p_value, '.3g')} | {v.n_seeds} | {v.n_units} | {v.note} |"
+            f"| **{v.shown_status}** | {_fmt(v.effect)} | {interval} | {_fmt(v.p_value, '.3g')} | {_fmt(v.p_holm, '.3g')} "
+            f"| {_fmt(v.mde, '.4f')} | {v.n_tasks} | {v.n_seeds} | {v.n_units} | {v.n_excluded} | {v.note} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -39,7 +39,8 @@ def test_a_true_claim_holds_and_its_reverse_fails(results):
 
 def test_identical_methods_are_inconclusive(results):
     (verdict,) = check([claim(a=Side("cud"), b=Side("kd"))], results)
-    assert verdict.status == "inconclusive" and verdict.effect == 0.0 and verdict.note == "the interval straddles zero"
+    assert verdict.status == "inconclusive" and verdict.effect == 0.0 and verdict.note.startswith("the interval straddles zero")
+    assert verdict.resolution == "below resolution" and verdict.mde == 0.0 and verdict.shown_status == "inconclusive (below resolution)"
     assert exit_code([dataclass_required(verdict)]) == 1  # a required claim must hold, not just not fail
 
 
@@ -53,7 +54,7 @@ def test_too_few_seeds_and_sign_tests_are_inconclusive_not_failed(results):
     few, sign = check([claim(min_seeds=4), claim(id="sign", test="sign-test")], results)
     assert few.status == "inconclusive" and "3 seed(s), the claim needs 4" in few.note
     assert sign.status == "inconclusive" and sign.p_value == pytest.approx(0.25)
-    assert "3 of 3 seeds in the claimed direction" in sign.note and "cannot reach p < 0.05" in sign.note
+    assert "3 of 3 (task, seed) pairs in the claimed direction" in sign.note and "cannot reach p < 0.05" in sign.note
 
 
 def test_each_mean_and_worst_aggregations_over_shift_sets(results):
@@ -74,8 +75,10 @@ def test_each_mean_and_worst_aggregations_over_shift_sets(results):
 def test_teacher_claims_use_stored_teacher_scores(results):
     (verdict,) = check([claim(a=Side("kd", "teacher"), b=Side("cud", "teacher"), test="sign-test", metric="nll")], results)
     assert verdict.status == "inconclusive" and verdict.effect == 0.0  # the fixture gives both the same teacher scores
-    with pytest.raises(CudBenchError, match="teachers are compared on the clean test set with test: sign-test"):
-        claim(a=Side("kd", "teacher"))
+    (boot,) = check([claim(a=Side("kd", "teacher"), b=Side("cud", "teacher"))], results)  # no teacher predictions stored
+    assert boot.status == "inconclusive" and "stores no teacher predictions" in boot.note
+    with pytest.raises(CudBenchError, match="teachers are compared on the clean test set only"):
+        claim(a=Side("kd", "teacher"), sets=("pool/corruption",))
 
 
 def test_a_method_against_itself_after_temperature_scaling(results):
