@@ -182,15 +182,15 @@ def test_shifts_missing_from_a_record_are_described_by_the_shift_registry(record
     record = json.loads((records / "toy__kd__mlp-l3__cross-fit__seed0.json").read_text())
     with np.load(records / "toy__kd__mlp-l3__cross-fit__seed0.npz") as z:
         arrays = {"clean/probs": z["clean/probs"], "clean/labels": z["clean/labels"]}
-        arrays["shift/char-swap@v1/3/probs"], arrays["shift/char-swap@v1/3/labels"] = z["shift/typo@v1/1/probs"], z["shift/typo@v1/1/labels"]
+        arrays["shift/char-swap@v2/3/probs"], arrays["shift/char-swap@v2/3/labels"] = z["shift/typo@v1/1/probs"], z["shift/typo@v1/1/labels"]
     del record["specs"]["shifts"]
-    record["student"]["shifts"] = {"char-swap@v1": {"3": {"n": N_SHIFT}}}
+    record["student"]["shifts"] = {"char-swap@v2": {"3": {"n": N_SHIFT}}}
     npz = tmp_path / "char-swap.npz"
     np.savez_compressed(npz, **arrays)
     entry = entry_format.from_record(record, npz)
-    spec = get_shift("char-swap@v1").spec
-    assert entry["shifts"] == {"char-swap@v1": {"hash": spec.spec_hash(), "family": spec.family, "kind": spec.kind}}
-    assert set(entry["sets"]) == {"clean", "char-swap@v1/3", "pool/corruption"}
+    spec = get_shift("char-swap@v2").spec
+    assert entry["shifts"] == {"char-swap@v2": {"hash": spec.spec_hash(), "family": spec.family, "kind": spec.kind}}
+    assert set(entry["sets"]) == {"clean", "char-swap@v2/3", "pool/corruption"}
 
 
 def test_predictions_of_another_record_are_refused(records):
