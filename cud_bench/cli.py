@@ -256,18 +256,23 @@ def _add_simulate(commands: Subparsers) -> None:
     parser.add_argument("--benchmarks", type=int, default=500, metavar="N", help="simulated benchmarks per setting (default: 500)")
     parser.add_argument("--resamples", type=int, default=500, metavar="R", help="bootstrap replicates per claim (default: 500)")
     parser.add_argument("--metrics", nargs="+", metavar="ID", help="metric ids (default: accuracy and ece/uniform/15/l1)")
+    parser.add_argument("--kinds", nargs="+", metavar="KIND", help="only these claim kinds, e.g. pool/mean corruption/worst (default: each setting's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulation (default: 0)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="settings run in N worker processes")
     parser.add_argument("--out", default="simulation", help="writes OUT.json and OUT.md (default: ./simulation)")
+    parser.add_argument("--combine", nargs="+", metavar="JSON", help="run nothing: write OUT.md from the outcomes of earlier runs' JSON files")
     parser.set_defaults(func=_cmd_simulate)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from leaderboard.inference import select_settings, write_simulation
+    from leaderboard.inference import combine_simulations, select_settings, write_simulation
 
-    settings = select_settings(args.settings, args.metrics)
+    if args.combine:
+        print(combine_simulations(args.combine, Path(args.out)))
+        return 0
+    settings = select_settings(args.settings, args.metrics, args.kinds)
     print(write_simulation(settings, args.benchmarks, Path(args.out), seed=args.seed, n_resamples=args.resamples, jobs=args.jobs))
     return 0
 

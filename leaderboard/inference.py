@@ -641,13 +641,14 @@ class Outcome:
         return dataclasses.asdict(self)
 
 
-def simulate(setting: Setting, n_benchmarks: int, *, seed: int, n_resamples: int = 500, level: float = 0.95) -> list[Outcome]:
+def simulate(setting: Setting, n_benchmarks: int, *, seed: int, n_resamples: int = 500, level: float = 0.95, progress: bool = False) -> list[Outcome]:
     """Run ``n_benchmarks`` simulated benchmarks of ``setting``; one :class:`Outcome` per metric and kind.
 
     Kinds on the same sets and design share one set of replicates (aggregated several ways)."""
     import time
 
     from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
 
     world = setting.world
     scales = (_scale_for(setting), world.scale_b)
@@ -661,7 +662,7 @@ def simulate(setting: Setting, n_benchmarks: int, *, seed: int, n_resamples: int
     tallies: dict[tuple[str, str], list] = {(m.id, k): [] for m in specs for k in kinds}
     timing = dict.fromkeys(tallies, 0.0)
     with threadpool_limits(1):  # small products: one BLAS thread is several times faster on shared cores
-        for b in range(n_benchmarks):
+        for b in tqdm(range(n_benchmarks), desc=f"simulate {setting.name}", unit="benchmark", disable=not progress):
             bench = _benchmark(world, scales, noise, np.random.default_rng([seed, b]))
             for (sets, design), names in shared.items():
                 units = _sim_units(world, bench, sets)
@@ -897,6 +898,7 @@ def _pool_only(world: World, spec: MetricSpec, sd: float, scale: float, example_
 # -- the standard simulation: what `cud-bench simulate` runs -----------------------------
 
 CORRUPTION_SIZES = (30, 100, 300, 500)  # texts per corruption x severity, as the power table asks
+FAMILY_SIZES = (30, 300)  # the corruption family at release 1.0's size and corruption v2's
 ECE_DELTAS = (-0.005, -0.01, -0.02, -0.05)  # true pooled-corruption ECE differences A - B
 NULL_KINDS = (
     "clean/mean", "clean/each", "pool/mean", "domain/mean", "ambiguous/mean", "subset/mean",
@@ -909,12 +911,12 @@ BASE_METRICS = ("accuracy", "ece/uniform/15/l1")
 def standard_settings(metrics: Sequence[str] = BASE_METRICS) -> list[Setting]:
     """The settings of the README's table: no true difference at every corruption size (every
     claim kind but the 50-set corruption family), the corruption family (mean, worst, worst
-    difference, and the per-unit design) at the release's size with calibration metrics only (its
-    cost grows with the number of sets), pooled-corruption ECE differences of 0.5, 1, 2 and 5
+    difference, and the per-unit design) at release 1.0's and corruption v2's sizes with
+    calibration metrics only (its cost grows with the number of sets), pooled-corruption ECE differences of 0.5, 1, 2 and 5
     points at every size (power), and a true accuracy difference."""
     calibration = tuple(m for m in metrics if m != "accuracy")
     out = [Setting(f"null-n{n}", World(n_corrupt=n), kinds=NULL_KINDS, metrics=tuple(metrics)) for n in CORRUPTION_SIZES]
-    out.append(Setting("family-null-n30", World(n_corrupt=30), kinds=FAMILY_KINDS, metrics=calibration))
+    out += [Setting(f"family-null-n{n}", World(n_corrupt=n), kinds=FAMILY_KINDS, metrics=calibration) for n in FAMILY_SIZES]
     for delta in ECE_DELTAS:
         for n in CORRUPTION_SIZES:
             out.append(Setting(f"ece{delta * 100:+g}pt-n{n}", World(n_corrupt=n), ece_delta=delta, kinds=("pool/mean", "clean/mean"), metrics=calibration))
@@ -929,9 +931,9 @@ def run_simulation(
     from concurrent.futures import ProcessPoolExecutor
 
     if jobs <= 1:
-        return [o for s in settings for o in simulate(s, n_benchmarks, seed=seed, n_resamples=n_resamples)]
+        return [o for s in settings for o in simulate(s, n_benchmarks, seed=seed, n_resamples=n_resamples, progress=True)]
     with ProcessPoolExecutor(jobs) as pool:
-        futures = [pool.submit(simulate, s, n_benchmarks, seed=seed, n_resamples=n_resamples) for s in settings]
+        futures = [pool.submit(simulate, s, n_benchmarks, seed=seed, n_resamples=n_resamples, progress=True) for s in settings]
         return [o for f in futures for o in f.result()]
 
 
@@ -941,16 +943,16 @@ def simulation_markdown(outcomes: Sequence[Outcome], level: float = 0.95) -> str
     lines = [
         f"Coverage of {level:.0%} intervals of the true A - B, share judged \"holds\" (A better) and \"fails\", "
         "mean estimate and minimum detectable effect. Target: coverage 93-97%; \"holds\" <= 2.5% when the truth is 0. "
-        "`independent` is the per-unit bootstrap this design replaces.",
+        "`independent` is the per-unit bootstrap this design replaces. ± is the Monte Carlo 95% margin of a share over "
+        "that many benchmarks; \"within MC error\" means outside the target but not distinguishable from it.",
         "",
-        "| setting | metric | claim kind | benchmarks | truth | coverage | holds | fails | mean effect | MDE | within target |",
+        "| setting | metric | claim kind | benchmarks | truth | coverage | holds | fails | mean effect | MDE | target |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
-        ok = 0.93 <= o.coverage <= 0.97 and (o.truth != 0 or o.holds <= 0.025)
         lines.append(
-            f"| {o.setting} | {o.metric} | {o.kind} | {o.n_benchmarks} | {o.truth:+.4f} | {o.coverage:.3f} | {o.holds:.3f} "
-            f"| {o.fails:.3f} | {o.mean_effect:+.4f} | {o.mean_mde:.4f} | {'yes' if ok else '**no**'} |"
+            f"| {o.setting} | {o.metric} | {o.kind} | {o.n_benchmarks} | {o.truth:+.4f} | {o.coverage:.3f} ± {_mc(o.coverage, o.n_benchmarks):.3f} "
+            f"| {o.holds:.3f} | {o.fails:.3f} | {o.mean_effect:+.4f} | {o.mean_mde:.4f} | {within_target(o)} |"
         )
     power = {(o.setting.rsplit("-n", 1)[0], int(o.setting.rsplit("-n", 1)[1]), o.metric): o.holds
              for o in outcomes if o.kind == "pool/mean" and o.setting.startswith("ece")}
@@ -967,14 +969,47 @@ def simulation_markdown(outcomes: Sequence[Outcome], level: float = 0.95) -> str
     return "\n".join(lines) + "\n"
 
 
+def _mc(share: float, n: int) -> float:
+    """The Monte Carlo 95% margin of a share estimated from ``n`` benchmarks (at least one count's worth)."""
+    return 1.96 * np.sqrt(max(share * (1 - share), 1 / n) / n)
+
+
+def within_target(o: Outcome) -> str:
+    """"yes" when coverage (and, at a true 0, the false-"holds" rate) meets the target; "within MC
+    error" when it misses but the target lies inside the Monte Carlo margin; "**no**" otherwise."""
+    cover = (0.93 <= o.coverage <= 0.97, 0.93 - _mc(o.coverage, o.n_benchmarks) <= o.coverage <= 0.97 + _mc(o.coverage, o.n_benchmarks))
+    holds = (True, True) if o.truth != 0 else (o.holds <= 0.025, o.holds - _mc(o.holds, o.n_benchmarks) <= 0.025)
+    if cover[0] and holds[0]:
+        return "yes"
+    return "within MC error" if cover[1] and holds[1] else "**no**"
+
+
+def read_simulation(paths: Sequence[Any]) -> list[Outcome]:
+    """The outcomes stored in ``simulation_json`` files, in order (several runs make one table)."""
+    import json
+    from pathlib import Path
+
+    from cud_bench.errors import CudBenchError
+
+    out = []
+    for path in paths:
+        try:
+            rows = json.loads(Path(path).read_text())["outcomes"]
+            out += [Outcome(**row) for row in rows]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise CudBenchError(f"{path}: not a simulation result written by `cud-bench simulate` ({error})") from error
+    return out
+
+
 def simulation_json(outcomes: Sequence[Outcome], **meta: Any) -> str:
     import json
 
     return json.dumps({**meta, "outcomes": [o.to_dict() for o in outcomes]}, indent=1, sort_keys=True) + "\n"
 
 
-def select_settings(patterns: Sequence[str] | None, metrics: Sequence[str] | None = None) -> list[Setting]:
-    """The standard settings whose names match any of ``patterns`` (all when None), with ``metrics``."""
+def select_settings(patterns: Sequence[str] | None, metrics: Sequence[str] | None = None, kinds: Sequence[str] | None = None) -> list[Setting]:
+    """The standard settings whose names match any of ``patterns`` (all when None), with ``metrics``,
+    keeping only the claim ``kinds`` given (settings left without one are dropped)."""
     import fnmatch
 
     from cud_bench.errors import CudBenchError
@@ -986,6 +1021,11 @@ def select_settings(patterns: Sequence[str] | None, metrics: Sequence[str] | Non
                                 f"weighted metrics: {', '.join(sorted(set(LINEAR.names()) | set(WEIGHTED.names())))}")
     settings = standard_settings(tuple(metrics) if metrics else BASE_METRICS)
     chosen = [s for s in settings if patterns is None or any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+    if kinds is not None:
+        for kind in kinds:
+            KINDS.get(kind)  # unknown names: a CudBenchError with the near names
+        chosen = [dataclasses.replace(s, kinds=tuple(k for k in s.kinds if k in kinds)) for s in chosen]
+        chosen = [s for s in chosen if s.kinds]
     if not chosen:
         raise CudBenchError(f"no setting matches {list(patterns or [])}; settings: {', '.join(s.name for s in settings)}")
     return chosen
@@ -1004,5 +1044,24 @@ def write_simulation(settings: Sequence[Setting], n_benchmarks: int, out: Any, *
     meta = {"benchmarks": n_benchmarks, "resamples": n_resamples, "seed": seed, "seconds": round(time.perf_counter() - start, 1)}
     out = Path(out)
     write_bytes_atomic(out.with_suffix(".json"), simulation_json(outcomes, **meta).encode())
+    write_bytes_atomic(out.with_suffix(".md"), text.encode())
+    return text
+
+
+def combine_simulations(paths: Sequence[Any], out: Any) -> str:
+    """One table from several runs' JSON files: writes ``out``.json (each source's settings kept) and ``out``.md."""
+    import json
+    from pathlib import Path
+
+    from cud_bench.io import write_bytes_atomic
+
+    outcomes = read_simulation(paths)
+    sources = []
+    for path in paths:
+        meta = json.loads(Path(path).read_text())
+        sources.append({"file": Path(path).name, **{k: v for k, v in meta.items() if k != "outcomes"}})
+    text = simulation_markdown(outcomes)
+    out = Path(out)
+    write_bytes_atomic(out.with_suffix(".json"), simulation_json(outcomes, sources=sources).encode())
     write_bytes_atomic(out.with_suffix(".md"), text.encode())
     return text

@@ -135,3 +135,27 @@ def test_simulation_tables_name_the_size_that_reaches_power():
     text = inference.simulation_markdown(outcomes)
     assert "| -2pt | 0.300 | 0.700 | 0.850 | 0.990 |" in text
     assert "Smallest n per corruption with power >= 0.8 for a 2-point difference (ece/uniform/15/l1): 300" in text
+
+
+def test_simulation_table_separates_misses_from_monte_carlo_noise():
+    def outcome(coverage: float, holds: float, n: int = 500) -> inference.Outcome:
+        return inference.Outcome("null-n30", "accuracy", "clean/mean", n, 0.0, coverage, holds, 0.0, 0.0, 0.01, 0.01, 0.03, 1.0)
+
+    assert inference.within_target(outcome(0.95, 0.02)) == "yes"
+    assert inference.within_target(outcome(0.924, 0.03)) == "within MC error"  # margin at 500 is about 2.3 points
+    assert inference.within_target(outcome(0.90, 0.02)) == "**no**"
+    assert inference.within_target(outcome(0.95, 0.045)) == "**no**"
+
+
+def test_simulate_combines_earlier_runs_into_one_table(tmp_path, capsys):
+    from cud_bench.cli import main
+
+    a, b = (inference.Outcome(f"null-n{n}", "accuracy", "clean/mean", 10, 0.0, 0.9, 0.1, 0.0, 0.0, 0.01, 0.01, 0.03, 1.0) for n in (30, 300))
+    (tmp_path / "a.json").write_text(inference.simulation_json([a], seed=1))
+    (tmp_path / "b.json").write_text(inference.simulation_json([b], seed=2))
+    assert main(["simulate", "--combine", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "all")]) == 0
+    text = (tmp_path / "all.md").read_text()
+    assert "| null-n30 |" in text and "| null-n300 |" in text
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["simulate", "--combine", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")]) == 2
+    assert "not a simulation result" in capsys.readouterr().err
