@@ -39,7 +39,7 @@ from cud_bench import calibration, numerics
 from cud_bench.data.tasks import get_task
 from cud_bench.degenerate import is_degenerate, majority_share
 from cud_bench.errors import CudBenchError
-from cud_bench.io import write_json_atomic
+from cud_bench.io import rebuilt_counts, write_json_atomic
 from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
 from cud_bench.records import CellKey, is_done, provenance, stale_reason, suite_settings_hash, write_record
@@ -65,24 +65,28 @@ class RunSummary:
     teachers_trained: dict[str, int] = dataclasses.field(default_factory=dict)
     teachers_reused: dict[str, int] = dataclasses.field(default_factory=dict)
     not_scored: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # task -> set id -> why
+    caches_rebuilt: dict[str, int] = dataclasses.field(default_factory=dict)  # kind -> entries that failed their check
     wall_s: float = 0.0
 
     def report(self) -> str:
-        """The run log's summary: cells, how often each teacher recipe was trained or reused,
-        and the shifted sets that were not scored (too small, or equal to the clean set)."""
+        """The run log's summary: cells, how often each teacher recipe was trained or reused, the
+        cache entries rebuilt because they failed their check (each is named in the log where it
+        happened), and the shifted sets that were not scored (too small, or equal to the clean set)."""
         recipes = sorted(set(self.teachers_trained) | set(self.teachers_reused))
         teachers = ", ".join(
             f"{r}: trained {self.teachers_trained.get(r, 0)}, reused from cache {self.teachers_reused.get(r, 0)}"
             for r in recipes
         )
         stale = f", {len(self.cells_stale)} stale (recomputed)" if self.cells_stale else ""
+        rebuilt = ", ".join(f"{kind} {n}" for kind, n in sorted(self.caches_rebuilt.items()) if n)
         skipped = [
             f"  {task}: {set_id} ({why})" for task, sets in sorted(self.not_scored.items()) for set_id, why in sorted(sets.items())
         ]
         return (
             f"cells: {self.cells_total} in suite, {self.cells_done_before} already done{stale}, {self.cells_written} written\n"
             f"teachers (one per task, recipe, seed, fold): {teachers or 'none needed'}\n"
-            f"wall time: {self.wall_s:.1f} s\n"
+            + (f"caches rebuilt after failing their check (named in the log above): {rebuilt}\n" if rebuilt else "")
+            + f"wall time: {self.wall_s:.1f} s\n"
             + (f"sets not scored (never pooled): {len(skipped)}\n" + "\n".join(skipped) + "\n" if skipped else "")
             + f"records: {self.records_dir}"
         )
@@ -168,8 +172,10 @@ def run_suite(
             counts = _run_in_workers(suite, by_task, out_dir, teacher_cache, progress, jobs, mode)
     else:
         counts = []
-    for written, trained, reused, not_scored in counts:
+    for written, trained, reused, not_scored, rebuilt in counts:
         summary.cells_written += written
+        for kind, n in rebuilt.items():
+            summary.caches_rebuilt[kind] = summary.caches_rebuilt.get(kind, 0) + n
         summary.not_scored.update(not_scored)
         for recipe, n in trained.items():
             summary.teachers_trained[recipe] = summary.teachers_trained.get(recipe, 0) + n
@@ -179,12 +185,14 @@ def run_suite(
     return summary
 
 
-# cells written, teachers trained / reused by recipe, sets not scored (task -> set id -> why)
-Counts = tuple[int, dict[str, int], dict[str, int], dict[str, dict[str, str]]]
+# cells written, teachers trained / reused by recipe, sets not scored (task -> set id -> why),
+# cache entries rebuilt after failing their check (kind -> count)
+Counts = tuple[int, dict[str, int], dict[str, int], dict[str, dict[str, str]], dict[str, int]]
 
 
 def _run_cells(suite: SuiteSpec, cells: list[CellKey], out_dir: Path, teacher_cache: Path | None, progress: bool) -> Counts:
     """Run ``cells`` (grouped by task, as :func:`expand` orders them) in this process."""
+    rebuilt_before = rebuilt_counts()
     inputs = Inputs(progress)
     teachers = TeacherStore(model_presets.get(suite.teacher)(), suite.n_folds, inputs, teacher_cache)
     students = {name: model_presets.get(name)() for name in suite.students}
@@ -201,7 +209,8 @@ def _run_cells(suite: SuiteSpec, cells: list[CellKey], out_dir: Path, teacher_ca
                 log.info("%s: set %s not scored: %s", cell.task, set_id, why)
         record, predictions = run_cell(cell, suite, data, teachers, students[cell.student], inputs, shift_sets)
         write_record(out_dir, cell, record, predictions)
-    return len(cells), dict(teachers.trained), dict(teachers.reused), not_scored
+    rebuilt = {kind: n - rebuilt_before.get(kind, 0) for kind, n in rebuilt_counts().items() if n > rebuilt_before.get(kind, 0)}
+    return len(cells), dict(teachers.trained), dict(teachers.reused), not_scored, rebuilt
 
 
 def _run_in_workers(

@@ -221,6 +221,11 @@ def test_a_damaged_teacher_cache_is_retrained_not_trusted(first_run, tmp_path):
     (victim / "logits.npz").write_bytes(b"not a zip")
     summary = runner.run_suite(TINY.restrict(methods=["kd"]), tmp_path, progress=False, teacher_cache=teachers)
     assert summary.teachers_trained == {"ce": 1}
+    # the user sees it at the end of the run, not only in a log line scrolled away (issue 13)
+    assert summary.caches_rebuilt == {"teacher": 1}
+    assert "caches rebuilt after failing their check (named in the log above): teacher 1" in summary.report()
+    again = runner.run_suite(TINY.restrict(methods=["kd"]), tmp_path / "again", progress=False, teacher_cache=teachers)
+    assert again.caches_rebuilt == {} and "caches rebuilt" not in again.report()  # repaired once, then trusted
 
 
 def test_unknown_names_fail_before_any_work(tmp_path):
