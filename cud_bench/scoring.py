@@ -90,11 +90,8 @@ def ood_scores(in_probs: np.ndarray, out_probs: np.ndarray, temperature: float) 
         variant = "raw" if T is None else "ts"
         p_in, p_out = (calibration.variant_probs(p, T, variant) for p in (in_probs, out_probs))
         msp_in, msp_out = (_top(p, stored) for p, stored in ((p_in, in_probs), (p_out, out_probs)))
-        return {
-            "ood_auroc/msp": metrics.ood_auroc(msp_in, msp_out),
-            "ood_auroc/entropy": metrics.ood_auroc(-_entropy(p_in), -_entropy(p_out)),
-            "ood_mean_confidence": float(msp_out.mean()),
-        }
+        values = (metrics.ood_auroc(msp_in, msp_out), metrics.ood_auroc(-_entropy(p_in), -_entropy(p_out)), float(msp_out.mean()))
+        return dict(zip(metrics.DETECTION_METRICS, values, strict=True))
 
     return {"raw": one(None), "ts": one(temperature), "temperature": temperature, "n": int(len(out_probs))}
 
