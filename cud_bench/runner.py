@@ -44,7 +44,7 @@ from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
 from cud_bench.records import CellKey, is_done, provenance, stale_reason, suite_settings_hash, write_record
 from cud_bench.recipes import TeacherOutputs
-from cud_bench.scoring import ECE, ShiftSets, corruption_summary, scores, stored_probs
+from cud_bench.scoring import ECE, ShiftSets, corruption_summary, scores, stored_logits, stored_probs
 from cud_bench.suites import SuiteSpec, check_names, model_presets
 from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit, prepare_task
 from cud_bench.teachers import TeacherStore
@@ -281,7 +281,7 @@ def run_cell(
     method = get_method(cell.method)
     clock = time.perf_counter()
     teacher_part, targets = None, None
-    teacher_probs = None
+    teacher_arrays: dict[str, np.ndarray] = {}  # what a release needs to recompute the teacher's scores and temperatures
     if method.teacher is not None:
         teacher = teachers.full(data, method.teacher, cell.seed)
         train_logits, folds = teacher.logits["train"], ()
@@ -296,6 +296,9 @@ def run_cell(
         targets = target.probs
         wall["targets"] = time.perf_counter() - clock
         teacher_probs = stored_probs(teacher.logits["test"])
+        teacher_arrays = {"teacher/clean/probs": teacher_probs, "teacher/validation/logits": stored_logits(teacher.logits["validation"])}
+        if target.fold_temperatures:  # each fold teacher's own temperature: its validation logits
+            teacher_arrays.update({f"teacher/fold/{k}/validation/logits": stored_logits(val) for k, (_, val) in enumerate(folds)})
         teacher_part = {
             "recipe": method.teacher.label,
             "clean": scores(teacher_probs, data.test.labels, teacher.temperature),
@@ -342,7 +345,9 @@ def run_cell(
     predictions = {
         "clean/probs": test_probs,
         "clean/labels": data.test.labels,
-        **({} if teacher_probs is None else {"teacher/clean/probs": teacher_probs}),
+        "validation/logits": stored_logits(val_logits),  # the post-hoc temperature is re-fitted from these
+        "validation/labels": data.validation.labels,
+        **teacher_arrays,
         **shift_predictions,
     }
     return record, predictions

@@ -33,6 +33,15 @@ def stored_probs(logits: np.ndarray) -> np.ndarray:
     return calibration.apply_temperature(logits, 1.0).astype(np.float16)
 
 
+def stored_logits(logits: np.ndarray) -> np.ndarray:
+    """The float16 validation logits a run stores, from which a release re-fits the temperature
+    (:func:`cud_bench.calibration.refit_problem`): each row minus its maximum (softmax and the
+    fitted temperature do not change; float16 then keeps 11 significant bits of each logit's
+    distance from the top one, however large the logits)."""
+    z = np.asarray(logits, dtype=np.float32)
+    return (z - z.max(axis=1, keepdims=True)).astype(np.float16)
+
+
 def scores(
     probs: np.ndarray, labels: np.ndarray, temperature: float, specs: Sequence[MetricSpec] = metrics.STANDARD_SPECS
 ) -> dict[str, Any]:

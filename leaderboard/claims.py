@@ -63,7 +63,7 @@ AGGREGATES = ("each", "mean", "worst")
 DIRECTIONS = ("lower", "higher")
 ROLES = ("student", "teacher")
 STATUSES = ("holds", "fails", "inconclusive")
-TEACHER_PROBS = "teacher/clean/probs"  # a teacher's clean test probabilities, when the record stores them
+TEACHER_PROBS = entry_format.TEACHER_PROBS  # a teacher's clean test probabilities, when the record stores them
 
 
 @dataclasses.dataclass(frozen=True)
