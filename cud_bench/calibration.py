@@ -54,6 +54,33 @@ def fit_temperature(logits: Any, labels: Any, split: str = "validation") -> floa
     return math.exp(result.x)
 
 
+# How close a temperature re-fitted on the stored float16 validation logits must come to the one the
+# runner fitted on float32 logits: within REFIT_RTOL (relative), or as good a fit (mean NLL within
+# REFIT_NLL_TOL nats of the re-fit's, for a flat optimum). Measured on the 133 smoke-suite teachers
+# (float16 logits against float32): at most 6e-5 relative.
+REFIT_RTOL = 1e-3
+REFIT_NLL_TOL = 1e-6
+
+
+def refit_problem(T: float, stored_logits: Any, labels: Any) -> str | None:
+    """Why ``T`` is not the temperature that ``stored_logits`` (float16, :func:`cud_bench.scoring.stored_logits`)
+    and ``labels`` give (None: it is, within :data:`REFIT_RTOL` or :data:`REFIT_NLL_TOL`)."""
+    if not (isinstance(T, (int, float)) and not isinstance(T, bool) and math.isfinite(T) and T > 0):
+        return f"temperature {T!r} is not a positive number"
+    z = np.asarray(stored_logits, dtype=np.float64)
+    refit = fit_temperature(z, labels, split="validation")
+    if abs(T / refit - 1) <= REFIT_RTOL:
+        return None
+    gold = z[np.arange(len(z)), np.asarray(labels)]
+
+    def nll(t: float) -> float:
+        return float(np.mean(logsumexp(z / t, axis=1) - gold / t))
+
+    if nll(T) - nll(refit) <= REFIT_NLL_TOL:
+        return None
+    return f"temperature {T!r} is not the one its stored validation logits give ({refit:.6g}; tolerance {REFIT_RTOL:g} relative)"
+
+
 def apply_temperature(logits: Any, T: float) -> np.ndarray:
     """``softmax(logits / T)`` row-wise as float64 probabilities (n, C)."""
     _check_temperature(T)

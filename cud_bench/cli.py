@@ -338,12 +338,12 @@ def _cmd_leaderboard_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard_verify(args: argparse.Namespace) -> int:
-    from leaderboard.release import verify
+    from leaderboard.release import verify_release
     from leaderboard.store import list_releases, open_release
 
     root = _releases_root(args)
     for version in args.versions or list_releases(root):
-        print(f"release {version}: {verify(open_release(version, root))} scores match their predictions")
+        print(verify_release(open_release(version, root)))
     return 0
 
 

@@ -8,6 +8,7 @@ the old file or the new one.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -109,6 +110,21 @@ MANIFEST = "sha256.json"  # a cached folder's {relative path: sha256}, written l
 
 class CacheMismatch(CudBenchError):
     """A cache entry's content does not match the hash written with it (edited, truncated, flipped)."""
+
+
+# Cache entries rebuilt in this process because they failed their check, by kind ("teacher",
+# "feature shard", ...): the run's summary reports them (cud_bench.runner.RunSummary.report).
+_rebuilt: collections.Counter[str] = collections.Counter()
+
+
+def count_rebuilt(kind: str) -> None:
+    """Count one cache entry of ``kind`` that failed its check and is rebuilt (the caller names it in the log)."""
+    _rebuilt[kind] += 1
+
+
+def rebuilt_counts() -> dict[str, int]:
+    """Cache entries rebuilt so far in this process, by kind (a run reports the difference it made)."""
+    return dict(_rebuilt)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

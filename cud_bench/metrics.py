@@ -183,6 +183,9 @@ class _Rows:
 
 
 METRICS: Registry[Callable[[Predictions, MetricSpec], float]] = Registry("metric")
+# Out-of-scope detection scores (cud_bench.scoring.ood_scores): AUROC of max-probability and of
+# negative entropy, and the mean confidence on out-of-scope inputs.
+DETECTION_METRICS = ("ood_auroc/msp", "ood_auroc/entropy", "ood_mean_confidence")
 
 STANDARD_SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("accuracy"),

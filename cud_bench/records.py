@@ -31,9 +31,18 @@ own, fitted on its validation logits; null otherwise). ``TrainCard``: ``best_epo
 ``epochs_run``, ``selection_rule`` (``min-val-calibrated-nll/patience=3``: see :mod:`cud_bench.train`),
 per-epoch ``history`` (train loss, validation calibrated NLL and accuracy), wall time.
 
-Predictions (``.npz``, float16 probabilities, int64 labels and rows): ``clean/probs``,
-``clean/labels``; ``teacher/clean/probs`` (methods with a teacher: the full-data teacher's
-clean test probabilities, rows as ``clean/labels``); per scored shifted set
+Predictions (``.npz``, float16 probabilities and logits, int64 labels and rows): ``clean/probs``,
+``clean/labels``; ``validation/logits`` and ``validation/labels`` (the student's clean
+validation logits, each row minus its maximum (:func:`cud_bench.scoring.stored_logits`):
+a release re-fits ``student.clean.temperature`` from them); ``teacher/clean/probs`` (methods
+with a teacher: the full-data teacher's clean test probabilities, rows as ``clean/labels``:
+a release recomputes ``teacher.clean`` from them) and ``teacher/validation/logits`` (its
+validation logits, from which ``teacher.clean.temperature`` and, in-sample,
+``targets.temperature`` are re-fitted); ``teacher/fold/<k>/validation/logits`` (cross-fit
+targets with a fitted temperature: fold teacher k's, from which ``fold_temperatures`` and
+their mean ``targets.temperature`` are re-fitted); the validation and fold arrays are absent
+from records written before they were stored (the leaderboard then says what it could not
+re-check, :func:`leaderboard.release.verify_release`); per scored shifted set
 ``shift/<id>/<severity>/``: ``probs`` and ``labels`` (labelled), plus ``rows`` when its
 texts are copies of clean test rows (corruptions: position j of the set is clean row
 ``rows[j]``); ``rows`` (subset); ``probs`` (out-of-scope).

@@ -39,12 +39,12 @@ from cud_bench import calibration, numerics
 from cud_bench.data.tasks import get_task
 from cud_bench.degenerate import is_degenerate, majority_share
 from cud_bench.errors import CudBenchError
-from cud_bench.io import write_json_atomic
+from cud_bench.io import rebuilt_counts, write_json_atomic
 from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
 from cud_bench.records import CellKey, is_done, provenance, stale_reason, suite_settings_hash, write_record
 from cud_bench.recipes import TeacherOutputs
-from cud_bench.scoring import ECE, ShiftSets, corruption_summary, scores, stored_probs
+from cud_bench.scoring import ECE, ShiftSets, corruption_summary, scores, stored_logits, stored_probs
 from cud_bench.suites import SuiteSpec, check_names, model_presets
 from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit, prepare_task
 from cud_bench.teachers import TeacherStore
@@ -65,24 +65,28 @@ class RunSummary:
     teachers_trained: dict[str, int] = dataclasses.field(default_factory=dict)
     teachers_reused: dict[str, int] = dataclasses.field(default_factory=dict)
     not_scored: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # task -> set id -> why
+    caches_rebuilt: dict[str, int] = dataclasses.field(default_factory=dict)  # kind -> entries that failed their check
     wall_s: float = 0.0
 
     def report(self) -> str:
-        """The run log's summary: cells, how often each teacher recipe was trained or reused,
-        and the shifted sets that were not scored (too small, or equal to the clean set)."""
+        """The run log's summary: cells, how often each teacher recipe was trained or reused, the
+        cache entries rebuilt because they failed their check (each is named in the log where it
+        happened), and the shifted sets that were not scored (too small, or equal to the clean set)."""
         recipes = sorted(set(self.teachers_trained) | set(self.teachers_reused))
         teachers = ", ".join(
             f"{r}: trained {self.teachers_trained.get(r, 0)}, reused from cache {self.teachers_reused.get(r, 0)}"
             for r in recipes
         )
         stale = f", {len(self.cells_stale)} stale (recomputed)" if self.cells_stale else ""
+        rebuilt = ", ".join(f"{kind} {n}" for kind, n in sorted(self.caches_rebuilt.items()) if n)
         skipped = [
             f"  {task}: {set_id} ({why})" for task, sets in sorted(self.not_scored.items()) for set_id, why in sorted(sets.items())
         ]
         return (
             f"cells: {self.cells_total} in suite, {self.cells_done_before} already done{stale}, {self.cells_written} written\n"
             f"teachers (one per task, recipe, seed, fold): {teachers or 'none needed'}\n"
-            f"wall time: {self.wall_s:.1f} s\n"
+            + (f"caches rebuilt after failing their check (named in the log above): {rebuilt}\n" if rebuilt else "")
+            + f"wall time: {self.wall_s:.1f} s\n"
             + (f"sets not scored (never pooled): {len(skipped)}\n" + "\n".join(skipped) + "\n" if skipped else "")
             + f"records: {self.records_dir}"
         )
@@ -168,8 +172,10 @@ def run_suite(
             counts = _run_in_workers(suite, by_task, out_dir, teacher_cache, progress, jobs, mode)
     else:
         counts = []
-    for written, trained, reused, not_scored in counts:
+    for written, trained, reused, not_scored, rebuilt in counts:
         summary.cells_written += written
+        for kind, n in rebuilt.items():
+            summary.caches_rebuilt[kind] = summary.caches_rebuilt.get(kind, 0) + n
         summary.not_scored.update(not_scored)
         for recipe, n in trained.items():
             summary.teachers_trained[recipe] = summary.teachers_trained.get(recipe, 0) + n
@@ -179,12 +185,14 @@ def run_suite(
     return summary
 
 
-# cells written, teachers trained / reused by recipe, sets not scored (task -> set id -> why)
-Counts = tuple[int, dict[str, int], dict[str, int], dict[str, dict[str, str]]]
+# cells written, teachers trained / reused by recipe, sets not scored (task -> set id -> why),
+# cache entries rebuilt after failing their check (kind -> count)
+Counts = tuple[int, dict[str, int], dict[str, int], dict[str, dict[str, str]], dict[str, int]]
 
 
 def _run_cells(suite: SuiteSpec, cells: list[CellKey], out_dir: Path, teacher_cache: Path | None, progress: bool) -> Counts:
     """Run ``cells`` (grouped by task, as :func:`expand` orders them) in this process."""
+    rebuilt_before = rebuilt_counts()
     inputs = Inputs(progress)
     teachers = TeacherStore(model_presets.get(suite.teacher)(), suite.n_folds, inputs, teacher_cache)
     students = {name: model_presets.get(name)() for name in suite.students}
@@ -201,7 +209,8 @@ def _run_cells(suite: SuiteSpec, cells: list[CellKey], out_dir: Path, teacher_ca
                 log.info("%s: set %s not scored: %s", cell.task, set_id, why)
         record, predictions = run_cell(cell, suite, data, teachers, students[cell.student], inputs, shift_sets)
         write_record(out_dir, cell, record, predictions)
-    return len(cells), dict(teachers.trained), dict(teachers.reused), not_scored
+    rebuilt = {kind: n - rebuilt_before.get(kind, 0) for kind, n in rebuilt_counts().items() if n > rebuilt_before.get(kind, 0)}
+    return len(cells), dict(teachers.trained), dict(teachers.reused), not_scored, rebuilt
 
 
 def _run_in_workers(
@@ -272,7 +281,7 @@ def run_cell(
     method = get_method(cell.method)
     clock = time.perf_counter()
     teacher_part, targets = None, None
-    teacher_probs = None
+    teacher_arrays: dict[str, np.ndarray] = {}  # what a release needs to recompute the teacher's scores and temperatures
     if method.teacher is not None:
         teacher = teachers.full(data, method.teacher, cell.seed)
         train_logits, folds = teacher.logits["train"], ()
@@ -287,6 +296,9 @@ def run_cell(
         targets = target.probs
         wall["targets"] = time.perf_counter() - clock
         teacher_probs = stored_probs(teacher.logits["test"])
+        teacher_arrays = {"teacher/clean/probs": teacher_probs, "teacher/validation/logits": stored_logits(teacher.logits["validation"])}
+        if target.fold_temperatures:  # each fold teacher's own temperature: its validation logits
+            teacher_arrays.update({f"teacher/fold/{k}/validation/logits": stored_logits(val) for k, (_, val) in enumerate(folds)})
         teacher_part = {
             "recipe": method.teacher.label,
             "clean": scores(teacher_probs, data.test.labels, teacher.temperature),
@@ -333,7 +345,9 @@ def run_cell(
     predictions = {
         "clean/probs": test_probs,
         "clean/labels": data.test.labels,
-        **({} if teacher_probs is None else {"teacher/clean/probs": teacher_probs}),
+        "validation/logits": stored_logits(val_logits),  # the post-hoc temperature is re-fitted from these
+        "validation/labels": data.validation.labels,
+        **teacher_arrays,
         **shift_predictions,
     }
     return record, predictions

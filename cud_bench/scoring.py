@@ -33,6 +33,15 @@ def stored_probs(logits: np.ndarray) -> np.ndarray:
     return calibration.apply_temperature(logits, 1.0).astype(np.float16)
 
 
+def stored_logits(logits: np.ndarray) -> np.ndarray:
+    """The float16 validation logits a run stores, from which a release re-fits the temperature
+    (:func:`cud_bench.calibration.refit_problem`): each row minus its maximum (softmax and the
+    fitted temperature do not change; float16 then keeps 11 significant bits of each logit's
+    distance from the top one, however large the logits)."""
+    z = np.asarray(logits, dtype=np.float32)
+    return (z - z.max(axis=1, keepdims=True)).astype(np.float16)
+
+
 def scores(
     probs: np.ndarray, labels: np.ndarray, temperature: float, specs: Sequence[MetricSpec] = metrics.STANDARD_SPECS
 ) -> dict[str, Any]:
@@ -90,11 +99,8 @@ def ood_scores(in_probs: np.ndarray, out_probs: np.ndarray, temperature: float) 
         variant = "raw" if T is None else "ts"
         p_in, p_out = (calibration.variant_probs(p, T, variant) for p in (in_probs, out_probs))
         msp_in, msp_out = (_top(p, stored) for p, stored in ((p_in, in_probs), (p_out, out_probs)))
-        return {
-            "ood_auroc/msp": metrics.ood_auroc(msp_in, msp_out),
-            "ood_auroc/entropy": metrics.ood_auroc(-_entropy(p_in), -_entropy(p_out)),
-            "ood_mean_confidence": float(msp_out.mean()),
-        }
+        values = (metrics.ood_auroc(msp_in, msp_out), metrics.ood_auroc(-_entropy(p_in), -_entropy(p_out)), float(msp_out.mean()))
+        return dict(zip(metrics.DETECTION_METRICS, values, strict=True))
 
     return {"raw": one(None), "ts": one(temperature), "temperature": temperature, "n": int(len(out_probs))}
 

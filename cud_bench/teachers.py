@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cud_bench import calibration, numerics
-from cud_bench.io import MANIFEST, atomic_path, cache_dir, manifest_problems, write_json_atomic, write_manifest
+from cud_bench.io import MANIFEST, atomic_path, cache_dir, count_rebuilt, manifest_problems, write_json_atomic, write_manifest
 from cud_bench.models.architectures import Architecture
 from cud_bench.recipes import Component, component
 from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit
@@ -171,6 +171,7 @@ class TeacherStore:
         if problems:
             log.warning("teacher cache %s fails its check (%s); retraining it", folder, "; ".join(problems))
             self.rebuilt.append(str(folder))
+            count_rebuilt("teacher")
             return None
         try:
             card = json.loads((folder / "card.json").read_text())
@@ -181,5 +182,6 @@ class TeacherStore:
         except Exception as exc:  # a damaged cache entry is rebuilt, never trusted
             log.warning("teacher cache %s is unreadable (%s); retraining it", folder, exc)
             self.rebuilt.append(str(folder))
+            count_rebuilt("teacher")
             return None
         return model, logits, card

@@ -51,7 +51,9 @@ from cud_bench.degenerate import is_degenerate
 from cud_bench.errors import CudBenchError
 from cud_bench.metrics import Predictions
 from cud_bench.records import read_record
+from cud_bench.registry import did_you_mean
 from cud_bench.specs import MetricSpec, content_hash
+from cud_bench.suites import PROTOCOLS
 from leaderboard import entry as entry_format
 from leaderboard import inference
 from leaderboard.stats import Board, boards, stack_seeds
@@ -61,7 +63,7 @@ AGGREGATES = ("each", "mean", "worst")
 DIRECTIONS = ("lower", "higher")
 ROLES = ("student", "teacher")
 STATUSES = ("holds", "fails", "inconclusive")
-TEACHER_PROBS = "teacher/clean/probs"  # a teacher's clean test probabilities, when the record stores them
+TEACHER_PROBS = entry_format.TEACHER_PROBS  # a teacher's clean test probabilities, when the record stores them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,13 +79,17 @@ class Side:
     @classmethod
     def parse(cls, text: Any, where: str) -> Side:
         if not isinstance(text, str) or not text:
-            raise CudBenchError(f"{where}: expected a method such as 'cud', 'cud/teacher' or 'ce:ts', got {text!r}")
+            raise CudBenchError(f"{where}: expected a method such as 'cud', 'cud/teacher' or 'ce:ts', got {text!r} ({type(text).__name__})")
         rest, _, variant = text.partition(":")
         method, _, role = rest.partition("/")
-        if (role or "student") not in ROLES or (variant and variant not in entry_format.VARIANTS):
-            raise CudBenchError(
-                f"{where}: {text!r}: roles are {', '.join(ROLES)}, variants {', '.join(entry_format.VARIANTS)}"
-            )
+        for what, value, allowed in (("role", role or "student", ROLES), ("variant", variant or "raw", entry_format.VARIANTS)):
+            if value not in allowed:
+                raise CudBenchError(
+                    f"{where}: {text!r}: unknown {what} {value!r}{did_you_mean(value, allowed)}; "
+                    f"roles are {', '.join(ROLES)}, variants {', '.join(entry_format.VARIANTS)}"
+                )
+        if not method:
+            raise CudBenchError(f"{where}: {text!r} names no method")
         return cls(method, role or "student", variant or None)
 
     def __str__(self) -> str:
@@ -93,7 +99,11 @@ class Side:
 
 @dataclasses.dataclass(frozen=True)
 class ClaimSpec:
-    """One claim; see the module docstring. Empty ``tasks``/``protocols``/``students`` mean all."""
+    """One claim; see the module docstring. Empty ``tasks``/``protocols``/``students`` mean all.
+    ``metric`` is a stored metric id (``cud-bench leaderboard show`` lists them).
+
+    Constructing one checks every field's type and range (:func:`check_fields`);
+    :func:`load_claims` also checks every name against the registries (:func:`check_names`)."""
 
     id: str
     a: Side
@@ -115,50 +125,184 @@ class ClaimSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
-        where = f"claim {self.id!r}"
-        for field, allowed in (("direction", DIRECTIONS), ("aggregate", AGGREGATES), ("test", TESTS), ("variant", entry_format.VARIANTS)):
-            if getattr(self, field) not in allowed:
-                raise CudBenchError(f"{where}: {field} {getattr(self, field)!r} is not one of {', '.join(allowed)}")
-        if not 0.5 <= self.level < 1:
-            raise CudBenchError(f"{where}: level must be in [0.5, 1), got {self.level}")
-        if self.min_seeds < 1 or self.n_resamples < 100:
-            raise CudBenchError(f"{where}: need min_seeds >= 1 and n_resamples >= 100")
-        if self.robust is not None and not 0 < self.robust <= 1:
-            raise CudBenchError(f"{where}: robust is the share of sweep settings that must hold, in (0, 1]")
-        if "teacher" in (self.a.role, self.b.role) and self.sets != (entry_format.CLEAN,):
-            raise CudBenchError(f"{where}: teachers are compared on the clean test set only")
-        if not self.sets:
-            raise CudBenchError(f"{where}: sets must not be empty")
+        check_fields(self)
+
+
+# -- the claims schema: one check of every field's type, range and name ---------------------
+REQUIRED_FIELDS = ("id", "a", "b", "metric", "direction")
+_TEXTS = ("metric", "direction", "variant", "aggregate", "test", "description")
+_LISTS = ("sets", "tasks", "protocols", "students")
+_INTS = {"min_seeds": 1, "n_resamples": 100}  # field -> smallest allowed value
+
+
+def _fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(ClaimSpec)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def check_fields(claim: ClaimSpec) -> None:
+    """Types and ranges of every field, and the fixed vocabularies (no registry look-ups).
+
+    Every error names the claim and the field; a string where a number or a boolean belongs
+    (``level: "0.95"``, ``required: "no"``) is an error, never converted or read as true."""
+    if not isinstance(claim.id, str) or not claim.id:
+        raise CudBenchError(f"claim {claim.id!r}: field 'id' must be a non-empty string, got {claim.id!r} ({type(claim.id).__name__})")
+
+    def fail(field: str, why: str) -> None:
+        raise CudBenchError(f"claim {claim.id!r}: field {field!r} {why}")
+
+    def got(value: Any) -> str:
+        return f"got {value!r} ({type(value).__name__})"
+
+    for field in ("a", "b"):
+        if not isinstance(getattr(claim, field), Side):
+            fail(field, f"must be a side such as 'cud', 'cud/teacher' or 'ce:ts', {got(getattr(claim, field))}")
+    for field in _TEXTS:
+        if not isinstance(getattr(claim, field), str):
+            fail(field, f"must be a string, {got(getattr(claim, field))}")
+    for field in _LISTS:
+        value = getattr(claim, field)
+        if not isinstance(value, tuple):
+            fail(field, f"must be a list of names, {got(value)}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                fail(field, f"item {i} must be a name, {got(item)}")
+        duplicates = sorted({v for v in value if value.count(v) > 1})
+        if duplicates:
+            fail(field, f"lists {', '.join(duplicates)} more than once")
+    if not claim.sets:
+        fail("sets", "must not be empty")
+    for field, allowed in (
+        ("direction", DIRECTIONS), ("aggregate", AGGREGATES), ("test", TESTS), ("variant", entry_format.VARIANTS), ("protocols", PROTOCOLS)
+    ):
+        for value in claim.protocols if field == "protocols" else (getattr(claim, field),):
+            if value not in allowed:
+                fail(field, f"{value!r} is not one of {', '.join(allowed)}{did_you_mean(value, allowed)}")
+    if not _is_number(claim.level) or not 0.5 <= claim.level < 1:
+        fail("level", f"must be a number; level must be in [0.5, 1) (0.95: a 95% interval), {got(claim.level)}")
+    for field, least in _INTS.items():
+        value = getattr(claim, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            fail(field, f"must be an integer >= {least}, {got(value)}")
+    if not isinstance(claim.required, bool):
+        fail("required", f"must be true or false, {got(claim.required)}")
+    if claim.robust is not None and (not _is_number(claim.robust) or not 0 < claim.robust <= 1):
+        fail("robust", f"is the share of sweep settings that must hold, a number in (0, 1] or null, {got(claim.robust)}")
+    if "teacher" in (claim.a.role, claim.b.role) and claim.sets != (entry_format.CLEAN,):
+        fail("sets", "must be [clean]: teachers are compared on the clean test set only")
+
+
+def check_names(claim: ClaimSpec) -> None:
+    """Every method (variants such as ``cud+gamma=5`` through the method parser), metric, set,
+    task and student the claim names exists; an unknown one is an error naming the field,
+    with the closest known names. A robust claim's side A is a pattern: its base method is
+    checked when it names one."""
+    from cud_bench.data.tasks import tasks
+    from cud_bench.methods import VARIANT_SEP, get_method, methods
+    from cud_bench.suites import model_presets
+
+    def check(field: str, lookup: Callable[[], Any]) -> Any:
+        try:
+            return lookup()
+        except CudBenchError as exc:
+            raise CudBenchError(f"claim {claim.id!r}: field {field!r}: {exc}") from None
+
+    for field in ("a", "b"):
+        side = getattr(claim, field)
+        if field == "a" and claim.robust is not None and any(c in side.method for c in "*?["):
+            base = side.method.split(VARIANT_SEP)[0]
+            if not any(c in base for c in "*?["):
+                check(field, lambda: methods.get(base))
+            continue
+        spec = check(field, lambda: get_method(side.method))
+        if side.role == "teacher" and spec.teacher is None:
+            raise CudBenchError(f"claim {claim.id!r}: field {field!r}: method {side.method!r} trains no teacher ({side})")
+    check("metric", lambda: _check_metric(claim.metric))
+    for selector in claim.sets:
+        check("sets", lambda: _check_set(selector))
+    for name in claim.tasks:
+        check("tasks", lambda: tasks.get(name))
+    for name in claim.students:
+        check("students", lambda: model_presets.get(name))
+
+
+def _check_metric(metric: str) -> None:
+    """A metric id that every entry stores (the standard classification metrics and the detection scores)."""
+    from cud_bench.metrics import DETECTION_METRICS, METRICS, STANDARD_SPECS
+
+    known = [*(s.id for s in STANDARD_SPECS), *DETECTION_METRICS]
+    if metric not in known:
+        raise CudBenchError(f"unknown metric {metric!r}{did_you_mean(metric, [*known, *METRICS.names()])} (stored metrics: {', '.join(known)})")
+
+
+def _check_set(selector: str) -> None:
+    """``clean``, ``pool/FAMILY``, ``family:FAMILY`` or ``SHIFT@vN/SEVERITY`` with a known family or shift."""
+    from shifts import FAMILIES, shifts
+
+    forms = "sets are clean, pool/FAMILY, family:FAMILY or SHIFT@vN/SEVERITY (a set id, as `cud-bench leaderboard show` lists them)"
+    known = [entry_format.CLEAN, *(f"{entry_format.POOL}/{f}" for f in FAMILIES), *(f"family:{f}" for f in FAMILIES)]
+    kind, colon, family = selector.partition(":")
+    head, slash, rest = selector.partition("/")
+    if selector == entry_format.CLEAN or (colon and kind == "family" and family in FAMILIES):
+        return
+    if head == entry_format.POOL and rest in FAMILIES:
+        return
+    name, at, version = head.partition("@v")
+    if not colon and head != entry_format.POOL and name in shifts.names():
+        if at and version.isdigit() and rest:
+            return
+        example = f"{name}@v{shifts.get(name).spec.version}/1"
+        raise CudBenchError(f"set {selector!r} of shift {name!r} needs its version and severity, e.g. {example}; {forms}")
+    near = did_you_mean(selector, known) or did_you_mean(name, shifts.names())
+    raise CudBenchError(f"unknown set {selector!r}{near}; {forms}; families: {', '.join(FAMILIES)}")
 
 
 def load_claims(path: Path) -> list[ClaimSpec]:
-    """Every claim of a claims file; any problem is one error naming the file and the claim."""
+    """Every claim of a claims file, validated before any work (:func:`check_fields`,
+    :func:`check_names`); any problem is one error naming the file, the claim and the field."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise CudBenchError(f"cannot read claims file {path}: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("claims"), list) or not raw["claims"]:
         raise CudBenchError(f"claims file {path}: expected a mapping with a non-empty list 'claims'")
+    unknown = sorted(set(raw) - {"defaults", "claims"})
+    if unknown:
+        raise CudBenchError(f"claims file {path}: unknown top-level key(s) {unknown}{did_you_mean(unknown[0], ('defaults', 'claims'))}; expected 'defaults' and 'claims'")
     defaults = raw.get("defaults") or {}
-    fields = {f.name for f in dataclasses.fields(ClaimSpec)}
+    fields = _fields()
+    if not isinstance(defaults, dict):
+        raise CudBenchError(f"claims file {path}: 'defaults' must be a mapping of claim fields, got {defaults!r}")
+    unknown = sorted(set(defaults) - set(fields) | set(defaults) & {"id"})
+    if unknown:
+        raise CudBenchError(f"claims file {path}: defaults: unknown or per-claim field(s) {unknown}{did_you_mean(unknown[0], fields)}; fields: {fields}")
     claims, seen = [], set()
     for i, item in enumerate(raw["claims"]):
-        where = f"claims file {path}, claim {i + 1}"
+        where = f"claims file {path}: claim {i + 1}"
         if not isinstance(item, dict):
-            raise CudBenchError(f"{where}: expected a mapping")
+            raise CudBenchError(f"{where}: expected a mapping of claim fields, got {item!r}")
+        if isinstance(item.get("id"), str) and item["id"]:
+            where = f"claims file {path}: claim {item['id']!r} (number {i + 1})"
         values = {**defaults, **item}
-        unknown = sorted(set(values) - fields)
-        missing = sorted({"id", "a", "b", "metric", "direction"} - set(values))
+        unknown = sorted(set(values) - set(fields))
+        missing = [f for f in REQUIRED_FIELDS if f not in values]
         if unknown or missing:
-            raise CudBenchError(f"{where}: unknown field(s) {unknown}, missing field(s) {missing}; fields: {sorted(fields)}")
-        values["a"], values["b"] = Side.parse(values["a"], where), Side.parse(values["b"], where)
-        for field in ("sets", "tasks", "protocols", "students"):
-            if field in values:
+            problems = [f"unknown field(s) {unknown}{did_you_mean(unknown[0], fields)}"] if unknown else []
+            problems += [f"missing field(s) {missing}"] if missing else []
+            raise CudBenchError(f"{where}: {', '.join(problems)}; fields: {fields}")
+        for field in ("a", "b"):
+            values[field] = Side.parse(values[field], f"{where}: field {field!r}")
+        for field in _LISTS:
+            if isinstance(values.get(field), (str, list)):
                 values[field] = tuple([values[field]] if isinstance(values[field], str) else values[field])
         try:
             claim = ClaimSpec(**values)
-        except TypeError as exc:
-            raise CudBenchError(f"{where}: {exc}") from None
+            check_names(claim)
+        except CudBenchError as exc:
+            raise CudBenchError(f"claims file {path}: {exc}") from None
         if claim.id in seen:
             raise CudBenchError(f"{where}: duplicate claim id {claim.id!r}")
         seen.add(claim.id)

@@ -19,7 +19,7 @@ field-by-field description, and every file is validated against it)::
                     "suite" hashes the suite's settings only (see SUITE_SELECTION_FIELDS)
     task            {id: "rt-polarity@v1", subset: the runner's caps on the splits}
     shifts          {shift id: {hash, family, kind}} for every shift scored
-    temperature     post-hoc temperature, fitted by the runner on clean validation data
+    temperature     post-hoc temperature, fitted by the runner on clean validation data (re-fitted: below)
     metrics         {"classification": [metric id], "detection": [metric id]}: the order
                     of the values in each set's "raw" and "ts" arrays
     sets            {set id: {kind, n, raw: [value], ts: [value]}}; set ids are "clean",
@@ -27,8 +27,17 @@ field-by-field description, and every file is validated against it)::
                     family, concatenated); values rounded to DECIMALS places
     predictions     {file: path in the release, sha256: of the packed .npz bytes (pack_predictions)}
     teacher         {recipe, train_accuracy, targets: {rows_changed, temperature, accuracy,
-                    mean_confidence}, clean: {raw, ts} as reported (not recomputable: teacher
-                    predictions are not stored), train_examples_per_s} or null
+                    mean_confidence}, temperature: the teacher's post-hoc temperature (absent
+                    in entries made before it was kept), clean: {raw, ts} in the order of
+                    metrics.classification, train_examples_per_s} or null
+
+Recomputed on import and by ``verify`` (:func:`recheck`), where the predictions hold what it
+takes (records since benchmark 2.0.0 hold the teacher's clean test probabilities, and newer
+ones the validation logits; see :mod:`cud_bench.records`): every set's scores; the teacher's
+clean scores (``teacher/clean/probs``, scored like a student's); the student's ``temperature``,
+the teacher's ``temperature`` and ``targets.temperature`` re-fitted from the stored validation
+logits (:func:`cud_bench.calibration.refit_problem`). What an entry's predictions lack is
+counted and reported, never silently passed.
     training        the student's {best_epoch, epochs_run, selection_rule} or null
     provenance      the record's provenance (code version, git commit, libraries, hardware,
                     wall time), copied as is
@@ -41,6 +50,7 @@ full spec bodies.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -64,6 +74,19 @@ POOL = "pool"
 POOLED_KINDS = ("labelled",)  # subsets overlap and out-of-scope sets have no labels: never pooled
 VARIANTS = ("raw", "ts")  # the model's own probabilities; after post-hoc temperature scaling
 SCORING = {"labelled": "classification", "subset": "classification", "out-of-scope": "detection"}
+# Stored and recomputed scores are both rounded to DECIMALS places; floating-point noise
+# from another platform's summation order can move a rounding by one unit, no more.
+TOLERANCE = 1.01 * 10.0**-DECIMALS
+# Prediction keys beyond the sets (cud_bench.records documents them):
+TEACHER_PROBS = "teacher/clean/probs"
+VALIDATION_LOGITS, VALIDATION_LABELS = "validation/logits", "validation/labels"
+TEACHER_VALIDATION_LOGITS = "teacher/validation/logits"
+FLOAT_SUFFIXES = ("/probs", "/logits")  # (n, C) float16 arrays; every other array holds integers
+
+
+def fold_logits_key(fold: int) -> str:
+    """Fold teacher ``fold``'s stored validation logits (cross-fit targets with a fitted temperature)."""
+    return f"teacher/fold/{fold}/validation/logits"
 
 
 def stem(cell: dict[str, Any]) -> str:
@@ -91,7 +114,7 @@ def from_record(record: dict[str, Any], predictions_path: Path) -> dict[str, Any
     _check_sizes(student, sets, predictions_path)
     specs = record["specs"]
     teacher = record.get("teacher")
-    return {
+    entry = {
         "schema_version": SCHEMA_VERSION,
         "scoring": SCORING_VERSION,
         "cell": record["cell"],
@@ -112,15 +135,105 @@ def from_record(record: dict[str, Any], predictions_path: Path) -> dict[str, Any
         "training": {k: record["training"][k] for k in ("best_epoch", "epochs_run", "selection_rule")},
         "provenance": record["provenance"],
     }
+    found = recheck(entry, arrays)
+    if found.problems:
+        raise CudBenchError(
+            f"record of {stem(record['cell'])} ({predictions_path}): its numbers are not what its predictions give; refusing it:\n  "
+            + "\n  ".join(found.problems)
+        )
+    return entry
 
 
 def _teacher(teacher: dict[str, Any], metric_ids: list[str]) -> dict[str, Any]:
     clean = teacher["clean"]
     return {
         **{k: teacher[k] for k in ("recipe", "train_accuracy", "targets")},
+        **({"temperature": clean["temperature"]} if "temperature" in clean else {}),  # records always have it; old fixtures may not
         "clean": {v: [round(float(clean[v][m]), DECIMALS) for m in metric_ids] for v in VARIANTS},
         "train_examples_per_s": round(float(teacher["training"]["train_examples_per_s"]), 1),
     }
+
+
+@dataclasses.dataclass
+class Recheck:
+    """What :func:`recheck` found for one entry: numbers re-checked, problems, and what could not be
+    re-checked (one line each, saying what and why)."""
+
+    checked: int = 0
+    problems: list[str] = dataclasses.field(default_factory=list)
+    not_rechecked: list[str] = dataclasses.field(default_factory=list)
+
+
+def recheck(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Recheck:
+    """Recompute, from the entry's predictions, the numbers a record reports besides the sets' scores:
+    the student's post-hoc temperature, the teacher's clean scores (the students' scoring path,
+    :func:`cud_bench.scoring.scores`), the teacher's temperature and the targets' temperature."""
+    from cud_bench.calibration import REFIT_RTOL, fit_temperature, refit_problem
+
+    out = Recheck()
+    labels = arrays.get(VALIDATION_LABELS)
+
+    def refit(what: str, T: Any, key: str) -> None:
+        if key not in arrays or labels is None:
+            out.not_rechecked.append(f"{what}: no {key} stored (records before it was kept)")
+            return
+        out.checked += 1
+        why = refit_problem(T, arrays[key], labels)
+        if why:
+            out.problems.append(f"{what}: {why}")
+
+    refit("student temperature", entry["temperature"], VALIDATION_LOGITS)
+    teacher = entry.get("teacher")
+    if teacher is None or "clean" not in teacher:
+        return out
+    recomputed = teacher_scores(entry, arrays)
+    if recomputed is None:
+        out.not_rechecked.append(f"teacher scores: no {TEACHER_PROBS} stored (records before benchmark 2.0.0)")
+    for variant, values in (recomputed or {}).items():
+        for metric, stored, again in zip(entry["metrics"]["classification"], teacher["clean"][variant], values, strict=True):
+            out.checked += 1
+            if abs(stored - again) > TOLERANCE:
+                out.problems.append(f"teacher clean {variant} {metric}: stored {stored!r}, recomputed {again!r}")
+    if "temperature" not in teacher:
+        out.not_rechecked.append("teacher temperature and teacher ts scores: the entry keeps no teacher temperature (made before it was kept)")
+    else:
+        refit("teacher temperature", teacher["temperature"], TEACHER_VALIDATION_LOGITS)
+    target_T = teacher["targets"]["temperature"]
+    if target_T is None:
+        return out
+    if entry["cell"]["protocol"] != "cross-fit":
+        refit("targets temperature", target_T, TEACHER_VALIDATION_LOGITS)
+        return out
+    folds = []
+    while fold_logits_key(len(folds)) in arrays:
+        folds.append(arrays[fold_logits_key(len(folds))])
+    if not folds or labels is None:
+        out.not_rechecked.append("targets temperature (cross-fit): no fold teachers' validation logits stored (records before they were kept)")
+        return out
+    out.checked += 1
+    mean = float(np.mean([fit_temperature(z.astype(np.float64), labels, split="validation") for z in folds]))
+    if not (isinstance(target_T, (int, float)) and abs(target_T / mean - 1) <= REFIT_RTOL):
+        out.problems.append(
+            f"targets temperature: {target_T!r} is not the mean of the fold teachers' temperatures their stored validation "
+            f"logits give ({mean:.6g}; tolerance {REFIT_RTOL:g} relative)"
+        )
+    return out
+
+
+def teacher_scores(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, list[float]] | None:
+    """The teacher's clean-test scores recomputed from ``teacher/clean/probs`` for the entry's
+    classification metrics: {"raw": [...], "ts": [...] (with the entry's teacher temperature)},
+    rounded to DECIMALS places; None when the teacher's predictions are not stored."""
+    from cud_bench.scoring import scores
+    from cud_bench.specs import MetricSpec
+
+    teacher = entry.get("teacher") or {}
+    if TEACHER_PROBS not in arrays:
+        return None
+    metric_ids = entry["metrics"]["classification"]
+    T = teacher.get("temperature")
+    result = scores(arrays[TEACHER_PROBS], arrays["clean/labels"], 1.0 if T is None else T, [MetricSpec.from_id(m) for m in metric_ids])
+    return {v: [round(float(result[v][m]), DECIMALS) for m in metric_ids] for v in (VARIANTS if T is not None else ("raw",))}
 
 
 def score_predictions(
@@ -315,7 +428,7 @@ def _unpack(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     packed = {**packed, "probs": _from_byte_planes(packed["probs"])}
     arrays, at = {}, {"probs": 0, "ints": 0}
     for name, n in zip(packed["names"].tolist(), packed["lengths"].tolist(), strict=True):
-        member = "probs" if name.endswith("/probs") else "ints"
+        member = "probs" if name.endswith(FLOAT_SUFFIXES) else "ints"
         arrays[name] = packed[member][at[member] : at[member] + n]
         at[member] += n
     if at != {"probs": len(packed["probs"]), "ints": len(packed["ints"])}:

@@ -26,9 +26,7 @@ from leaderboard import entry as entry_format
 from leaderboard import versions
 from leaderboard.store import DEFAULT_ROOT, Release, create_release
 
-# Stored and recomputed scores are both rounded to DECIMALS places; floating-point noise
-# from another platform's summation order can move a rounding by one unit, no more.
-TOLERANCE = 1.01 * 10.0**-entry_format.DECIMALS
+TOLERANCE = entry_format.TOLERANCE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,16 +134,42 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-def verify(release: Release) -> int:
-    """Recompute every stored score from the stored predictions; returns how many numbers were checked.
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    """What :func:`verify_release` checked: numbers recomputed, entries, and, per reason, how many
+    entries hold numbers their predictions cannot re-check (they lack the arrays it takes)."""
 
-    Raises one error listing every entry file whose scores differ (by more than
-    :data:`TOLERANCE`) or whose sets are not in its predictions, and every file
-    in the release folder that the index does not name.
+    version: str
+    checked: int
+    entries: int
+    not_rechecked: dict[str, int]
+
+    def __str__(self) -> str:
+        lines = [f"release {self.version}: {self.checked} scores and temperatures of {self.entries} entries match their predictions"]
+        if self.not_rechecked:
+            lines.append("not re-checked (the stored predictions lack what it takes; the numbers are as the records reported them):")
+            lines += [f"  {n} entries: {why}" for why, n in sorted(self.not_rechecked.items())]
+        return "\n".join(lines)
+
+
+def verify(release: Release) -> int:
+    """:func:`verify_release`'s count of numbers checked (raises on any problem)."""
+    return verify_release(release).checked
+
+
+def verify_release(release: Release) -> Verification:
+    """Recompute every stored score from the stored predictions, and every teacher score and
+    temperature where the predictions hold what it takes (:func:`leaderboard.entry.recheck`).
+
+    Raises one error listing every entry file whose scores or temperatures differ (by more
+    than :data:`TOLERANCE`; temperatures: :func:`cud_bench.calibration.refit_problem`) or
+    whose sets are not in its predictions, and every file in the release folder that the
+    index does not name. What could not be re-checked is counted in the result, by reason.
     """
-    checked, problems = 0, []
+    checked, problems, not_rechecked = 0, [], collections.Counter()
     index = release.index()
-    for entry in release.entries():
+    entries = release.entries()
+    for entry in entries:
         stem = entry_format.stem(entry["cell"])
         where = release.entry_path(stem, index["entries"][stem])
         if entry["scoring"] != SCORING_VERSION:
@@ -154,14 +178,17 @@ def verify(release: Release) -> int:
                 f"re-score the release: cud-bench leaderboard rescore {release.version} --reason REASON"
             )
             continue
-        metrics, sets = _rescored(release, entry)
+        arrays = release.predictions(entry)
+        metrics, sets = _rescored(arrays, entry)
         n, found = _compare(entry, metrics, sets)
-        checked += n
-        problems += [f"{where}: {p}" for p in found]
+        again = entry_format.recheck(entry, arrays)
+        checked += n + again.checked
+        problems += [f"{where}: {p}" for p in found + again.problems]
+        not_rechecked.update(again.not_rechecked)
     problems += [f"{p}: named by no entry of {release.index_path}, so not part of the release; delete it" for p in release.unlisted()]
     if problems:
         raise verification_error(release.version, problems)
-    return checked
+    return Verification(release.version, checked, len(entries), dict(not_rechecked))
 
 
 def verification_error(version: str, problems: list[str]) -> CudBenchError:
@@ -194,9 +221,9 @@ def rescore(release: Release, reason: str) -> RescoreSummary:
     replace it through the store (one commit, ``reason`` recorded in each entry, a note in the index).
 
     An entry keeps its metric list (no metric is added) and its predictions; its
-    other fields are unchanged except ``schema_version`` and ``scoring``. The
-    teacher's reported scores are not recomputable (its predictions are not
-    stored) and stay as they were.
+    other fields are unchanged except ``schema_version``, ``scoring`` and, where the
+    teacher's predictions are stored, the teacher's clean scores (recomputed the same
+    way); without them the teacher's reported scores stay as they were.
     """
     if not reason or not reason.strip():
         raise CudBenchError("say why the release is re-scored (--reason)")
@@ -205,7 +232,8 @@ def rescore(release: Release, reason: str) -> RescoreSummary:
     for entry in release.entries():
         if entry["scoring"] == SCORING_VERSION:
             continue
-        metrics, sets = _rescored(release, entry)
+        arrays = release.predictions(entry)
+        metrics, sets = _rescored(arrays, entry)
         if metrics != {k: entry["metrics"][k] for k in metrics} or set(sets) != set(entry["sets"]):
             raise CudBenchError(f"{entry_format.stem(entry['cell'])}: its predictions no longer give its sets and metrics; cannot re-score it")
         for set_id, stored in entry["sets"].items():
@@ -215,7 +243,11 @@ def rescore(release: Release, reason: str) -> RescoreSummary:
                     scores += 1
                     changed += old != new
                     max_change[metric] = max(max_change[metric], abs(new - old))
-        new_entries.append({**entry, "schema_version": entry_format.SCHEMA_VERSION, "scoring": SCORING_VERSION, "sets": sets})
+        new = {**entry, "schema_version": entry_format.SCHEMA_VERSION, "scoring": SCORING_VERSION, "sets": sets}
+        teacher = entry_format.teacher_scores(entry, arrays)
+        if teacher is not None:
+            new["teacher"] = {**entry["teacher"], "clean": {**entry["teacher"]["clean"], **teacher}}
+        new_entries.append(new)
     note = (
         f"{len(new_entries)} entries re-scored from their stored predictions with scoring version {SCORING_VERSION} "
         f"(cud_bench/metrics.py): {reason.strip()}"
@@ -224,9 +256,8 @@ def rescore(release: Release, reason: str) -> RescoreSummary:
     return RescoreSummary(release, replaced, scores, changed, dict(max_change))
 
 
-def _rescored(release: Release, entry: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, Any]]:
+def _rescored(arrays: dict[str, Any], entry: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """An entry's metrics and sets recomputed from its predictions, for its own classification metrics."""
-    arrays = release.predictions(entry)
     return entry_format.score_predictions(arrays, entry["temperature"], entry["shifts"], entry["metrics"]["classification"])
 
 

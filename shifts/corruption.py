@@ -44,7 +44,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from cud_bench.data.tasks import get_task, task_cache_path
-from cud_bench.io import CacheMismatch, cache_dir, read_json_checked, write_json_checked
+from cud_bench.io import CacheMismatch, cache_dir, count_rebuilt, read_json_checked, write_json_checked
 from shifts.base import EVERY_TASK, ScoredSplits, Shift, ShiftedSet, ShiftInputs, ShiftSpec
 from shifts.selection import stratified_hash_order
 
@@ -232,6 +232,7 @@ def _read_cached_set(path: Path) -> dict[str, Any] | None:
         return read_json_checked(path)
     except CacheMismatch as exc:
         log.warning("%s; rebuilding it", exc)
+        count_rebuilt("corrupted set")
         return None
 
 

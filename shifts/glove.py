@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cud_bench.data.sources import WheelSource, resources
-from cud_bench.io import CacheMismatch, cache_dir, read_npz_checked, write_npz_checked
+from cud_bench.io import CacheMismatch, cache_dir, count_rebuilt, read_npz_checked, write_npz_checked
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ def neighbour_table() -> NeighbourTable:
             return NeighbourTable(stored["words"], stored["neighbours"])
         except CacheMismatch as exc:
             log.warning("%s; computing it again", exc)
+            count_rebuilt("neighbour table")
     words, neighbours = compute_neighbours(GLOVE.member_path(EMBEDDINGS), GLOVE.member_path(INDEX))
     write_npz_checked(path, {"words": words, "neighbours": neighbours})
     return NeighbourTable(words, neighbours)

@@ -117,12 +117,14 @@ def test_nan_features_are_refused_before_they_reach_the_cache(nan_model, tmp_pat
 
 
 def test_a_cached_nan_shard_is_set_aside(tmp_path):
+    before = cio.rebuilt_counts().get("feature shard", 0)
     store = features.FeatureStore(tmp_path, 4)
     key = features.text_key("a film")
     np.savez(tmp_path / "old.npz", keys=np.frombuffer(key, np.uint8).reshape(1, 32), vectors=np.full((1, 4), np.nan, np.float32))
     with pytest.warns(UserWarning, match="NaN"):
         assert store.get([key]) == {}
     assert (tmp_path / "old.corrupt").exists()
+    assert cio.rebuilt_counts()["feature shard"] == before + 1  # counted for the run's summary
 
 
 # -- converted models and extracted members ----------------------------------------------------
@@ -144,6 +146,7 @@ def test_an_edited_converted_model_is_named_and_rebuilt_once(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         encoders.build_once(folder, _fill(calls))
     assert len(calls) == 2 and "tokenizer.json has sha256" in caplog.text and str(folder) in caplog.text
+    assert cio.rebuilt_counts()["converted model"] >= 1  # counted for the run's summary
     assert json.loads((folder / "tokenizer.json").read_text())["vocab"] == list(range(50))
     encoders._intact.cache_clear()
     encoders.build_once(folder, _fill(calls))
@@ -178,3 +181,4 @@ def test_an_edited_corrupted_set_is_named_and_rebuilt(tmp_path, monkeypatch, cap
     with caplog.at_level(logging.WARNING):
         again = shift.apply("drug-reviews", 1, max_examples=20)
     assert again.texts == first.texts and str(path) in caplog.text
+    assert cio.rebuilt_counts()["corrupted set"] >= 1  # counted for the run's summary

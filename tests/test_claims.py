@@ -93,18 +93,54 @@ def test_robust_claims_count_the_settings_that_hold(results):
     assert none.status == "inconclusive" and "no method matches" in none.note
 
 
+CLAIM = "{id: x, a: kd, b: ce, metric: nll, direction: lower%s}"
+
+
+def one(extra: str = "", head: str = "") -> str:
+    """A claims file of one valid claim with ``extra`` fields (and a ``head`` before 'claims')."""
+    return head + "claims: [" + CLAIM % extra + "]"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("claims: []", "non-empty list 'claims'"),
         ("claims: [{id: x, a: kd, b: ce, metric: accuracy}]", r"missing field\(s\) \['direction'\]"),
-        ("claims: [{id: x, a: kd, b: ce, metric: accuracy, direction: up}]", "direction 'up' is not one of lower, higher"),
+        ("claims: [{id: x, a: kd, b: ce, metric: accuracy, direction: up}]", "direction' 'up' is not one of lower, higher"),
         ("claims: [{id: x, a: kd, b: ce, metric: accuracy, direction: lower, colour: red}]", r"unknown field\(s\) \['colour'\]"),
         ("claims: [{id: x, a: kd/coach, b: ce, metric: accuracy, direction: lower}]", "roles are student, teacher"),
-        ("claims: [{id: x, a: kd, b: ce, metric: m, direction: lower}, {id: x, a: kd, b: ce, metric: m, direction: lower}]", "duplicate claim id 'x'"),
-        ("claims: [{id: x, a: kd, b: ce, metric: m, direction: lower, level: 2}]", r"level must be in \[0.5, 1\)"),
+        ("claims: [" + CLAIM % "" + ", " + CLAIM % "" + "]", "duplicate claim id 'x'"),
+        (one(', level: 2'), r"level must be in \[0.5, 1\)"),
         ("claims: [unclosed", "cannot read claims file"),
         ("claims: [{id: x, a: !!python/name:os.system , b: ce, metric: m, direction: lower}]", "cannot read claims file"),
+        # issue 13: every field typed, every name known (did-you-mean), before any work
+        (one(', required: "no"'), "claim 'x': field 'required' must be true or false, got 'no' \\(str\\)"),
+        (one(', required: 1'), "field 'required' must be true or false, got 1 \\(int\\)"),
+        (one(', level: "0.95"'), "claim 'x': field 'level' must be a number.*got '0.95' \\(str\\)"),
+        (one(', level: 0'), "field 'level'"),
+        (one(', min_seeds: 2.5'), "field 'min_seeds' must be an integer >= 1"),
+        (one(', robust: "1"'), "field 'robust'"),
+        (one(', sets: 5'), "field 'sets' must be a list of names, got 5"),
+        (one(', sets: [clean, clean]'), "field 'sets' lists clean more than once"),
+        ("claims: [{id: x, a: cdu, b: ce, metric: nll, direction: lower}]", "claim 'x': field 'a': unknown method 'cdu'; did you mean 'cud'"),
+        ("claims: [{id: x, a: kd, b: 'cud+gama=5', metric: nll, direction: lower}]", "field 'b': method variant 'cud\\+gama=5': 'gama=5' matches no"),
+        ("claims: [{id: x, a: 'kd+T=0', b: ce, metric: nll, direction: lower}]", "field 'a': method variant 'kd\\+T=0'.*out of range"),
+        ("claims: [{id: x, a: 'cdu+*', b: ce, metric: nll, direction: lower, robust: 0.5}]", "field 'a': unknown method 'cdu'"),
+        ("claims: [{id: x, a: ce/teacher, b: kd/teacher, metric: nll, direction: lower}]", "field 'a': method 'ce' trains no teacher"),
+        ("claims: [{id: x, a: 'kd:tss', b: ce, metric: nll, direction: lower}]", "unknown variant 'tss'; did you mean 'ts'"),
+        (one(', sets: [clen]'), "claim 'x': field 'sets': unknown set 'clen'; did you mean 'clean'"),
+        (one(', sets: [pool/corruptoin]'), "unknown set 'pool/corruptoin'; did you mean 'pool/corruption'"),
+        (one(', sets: ["family:domian"]'), "unknown set 'family:domian'; did you mean 'family:domain'"),
+        (one(', sets: [char-swp@v2/1]'), "unknown set 'char-swp@v2/1'; did you mean 'char-swap'"),
+        (one(', sets: [char-swap]'), "needs its version and severity, e.g. char-swap@v2/1"),
+        (one(', tasks: [rt-polarty]'), "field 'tasks': unknown task 'rt-polarty'; did you mean 'rt-polarity'"),
+        (one(', students: [mlp-l4]'), "field 'students': unknown model preset 'mlp-l4'; did you mean"),
+        (one(', protocols: [crossfit]'), "field 'protocols' 'crossfit' is not one of in-sample, cross-fit; did you mean 'cross-fit'"),
+        (one(', metric: eec'), "field 'metric': unknown metric 'eec'; did you mean 'ece'"),
+        (one(', aggregate: men'), "field 'aggregate' 'men' is not one of each, mean, worst; did you mean 'mean'"),
+        (one(', lvl: 0.9'), r"unknown field\(s\) \['lvl'\]; did you mean 'level'"),
+        (one(head="defaults: {lvl: 0.9}\n"), r"defaults: unknown or per-claim field\(s\) \['lvl'\]; did you mean 'level'"),
+        (one(head="default: {level: 0.9}\n"), r"unknown top-level key\(s\) \['default'\]; did you mean 'defaults'"),
     ],
 )
 def test_bad_claim_files_are_one_clear_error(tmp_path, text, message):
@@ -112,6 +148,36 @@ def test_bad_claim_files_are_one_clear_error(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(CudBenchError, match=message):
         load_claims(path)
+
+
+def test_valid_claims_load_with_variants_patterns_and_shift_sets(tmp_path):
+    path = tmp_path / "claims.yaml"
+    path.write_text(
+        "defaults: {metric: ece/uniform/15/l1, direction: lower, required: true, level: 0.9}\n"
+        "claims:\n"
+        "  - {id: v, a: 'cud+gamma=5', b: kd, sets: [class-frequency@v1/3, pool/corruption, 'family:domain'], tasks: rt-polarity}\n"
+        "  - {id: r, a: 'cud+*', b: kd, robust: 0.5, students: [mlp-l3], protocols: [cross-fit], metric: ood_auroc/msp, direction: higher}\n"
+        "  - {id: t, a: cud/teacher, b: 'kd:ts', test: sign-test, min_seeds: 2, required: false}\n"
+    )
+    v, r, t = load_claims(path)
+    assert (v.a.method, v.sets, v.tasks, v.required, v.level) == ("cud+gamma=5", ("class-frequency@v1/3", "pool/corruption", "family:domain"), ("rt-polarity",), True, 0.9)
+    assert (r.robust, r.students, r.protocols) == (0.5, ("mlp-l3",), ("cross-fit",))
+    assert (t.a.role, t.b.variant, t.required) == ("teacher", "ts", False)
+
+
+@pytest.mark.parametrize("typo", ["a: cdu", "sets: [clen]"])
+def test_a_typo_in_a_claim_exits_2_naming_claim_field_and_near_name(results, tmp_path, capsys, typo):
+    """Issue 13: a typo was "inconclusive: no unit to test" (exit 1, or 0 when tracked); it is bad input."""
+    claims = tmp_path / "claims.yaml"
+    fields = f"a: cud, {typo}" if typo.startswith("sets") else typo
+    claims.write_text("claims:\n  - {id: typo, " + fields + ", b: kd, metric: accuracy, direction: higher}\n")
+    records = tmp_path / "run"
+    write_run(records)
+    assert main(["check", str(claims), "--results", str(records), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    field, near = ("a", "'cud'") if typo.startswith("a") else ("sets", "'clean'")
+    assert f"claim 'typo': field '{field}'" in err and f"did you mean {near}" in err
+    assert not (tmp_path / "out").exists()  # refused before any work
 
 
 def test_check_command_exit_status_and_reports(results, tmp_path, capsys):

@@ -109,6 +109,31 @@ def test_the_leaderboard_reads_the_new_prediction_keys(first_run):
     assert built["sets"]["pool/corruption"]["n"] == 5 * 12  # the clean reference is not pooled with them
 
 
+def test_records_hold_what_recomputes_teacher_scores_and_every_temperature(first_run):
+    """Issue 13: a record's teacher scores and fitted temperatures are recomputed on import from
+    arrays the record stores (validation logits of the student, teacher and fold teachers)."""
+    from leaderboard import entry as entry_format
+
+    out, _, _ = first_run
+    for path in sorted((out / "tiny" / "records").glob("*.json")):
+        record, arrays = records.read_record(path), records.read_predictions(path)
+        assert arrays["validation/logits"].dtype == np.float16 and arrays["validation/logits"].max() == 0  # centred rows
+        fitted = [(record["student"]["clean"]["temperature"], arrays["validation/logits"])]
+        if record["teacher"] is not None:
+            fitted.append((record["teacher"]["clean"]["temperature"], arrays["teacher/validation/logits"]))
+            n_folds = sum(k.startswith("teacher/fold/") for k in arrays)
+            assert n_folds == (TINY.n_folds if record["teacher"]["fold_temperatures"] else 0)
+        for T, logits in fitted:  # the stored float16 logits re-fit the runner's float32 temperature
+            refit = calibration.fit_temperature(logits.astype(np.float64), arrays["validation/labels"])
+            assert abs(refit / T - 1) <= calibration.REFIT_RTOL
+        built = entry_format.from_record(record, path.with_suffix(".npz"))  # refuses any mismatch
+        found = entry_format.recheck(built, arrays)
+        assert found.problems == [] and found.not_rechecked == []
+        teacher = record["teacher"]
+        n_teacher = 0 if teacher is None else 2 * len(built["metrics"]["classification"]) + 1 + (teacher["targets"]["temperature"] is not None)
+        assert found.checked == 1 + n_teacher  # student T; teacher scores, teacher T, targets T
+
+
 def test_each_teacher_is_trained_once_and_shared(first_run):
     _, _, summary = first_run
     # ce and dus recipes x (1 full-data teacher + 2 fold teachers); kd, ts and cud-wclip share the ce ones.
@@ -221,6 +246,11 @@ def test_a_damaged_teacher_cache_is_retrained_not_trusted(first_run, tmp_path):
     (victim / "logits.npz").write_bytes(b"not a zip")
     summary = runner.run_suite(TINY.restrict(methods=["kd"]), tmp_path, progress=False, teacher_cache=teachers)
     assert summary.teachers_trained == {"ce": 1}
+    # the user sees it at the end of the run, not only in a log line scrolled away (issue 13)
+    assert summary.caches_rebuilt == {"teacher": 1}
+    assert "caches rebuilt after failing their check (named in the log above): teacher 1" in summary.report()
+    again = runner.run_suite(TINY.restrict(methods=["kd"]), tmp_path / "again", progress=False, teacher_cache=teachers)
+    assert again.caches_rebuilt == {} and "caches rebuilt" not in again.report()  # repaired once, then trusted
 
 
 def test_unknown_names_fail_before_any_work(tmp_path):

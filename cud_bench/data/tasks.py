@@ -44,7 +44,7 @@ from cud_bench.data.sources import HubUnavailable, LocalSource, Source, file_sha
 from cud_bench.io import atomic_dir
 from cud_bench.data.splits import stratified_holdout
 from cud_bench.errors import DataError
-from cud_bench.io import cache_dir, write_json_atomic
+from cud_bench.io import cache_dir, count_rebuilt, write_json_atomic
 from cud_bench.registry import Registry
 from cud_bench.specs import Spec
 
@@ -136,6 +136,7 @@ def load_task(name: str) -> datasets.DatasetDict:
         if _manifest_ok(path):
             return datasets.load_from_disk(str(path))
         log.warning("task cache %s is incomplete or corrupted; rebuilding it", path)
+        count_rebuilt("task")
         shutil.rmtree(path)
     if not task.source.is_cached():
         raise DataError(

@@ -27,7 +27,7 @@ from transformers.utils import logging as hf_logging
 
 from cud_bench.data.sources import Source
 from cud_bench.errors import DataError
-from cud_bench.io import atomic_dir, cache_dir, manifest_problems, write_manifest
+from cud_bench.io import atomic_dir, cache_dir, count_rebuilt, manifest_problems, write_manifest
 from cud_bench.registry import Registry
 from cud_bench.specs import Spec
 
@@ -140,6 +140,7 @@ def build_once(folder: Path, fill: Callable[[Path], None]) -> Path:
         if not _intact(folder):
             if folder.exists():
                 log.warning("model cache %s fails its check (%s); rebuilding it", folder, "; ".join(manifest_problems(folder)))
+                count_rebuilt("converted model")
                 aside = folder.with_name(f".{folder.name}.corrupt-{time.time_ns()}")
                 folder.rename(aside)
                 shutil.rmtree(aside, ignore_errors=True)

@@ -35,7 +35,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cud_bench import numerics
 from cud_bench.errors import CudBenchError
-from cud_bench.io import atomic_path, cache_dir
+from cud_bench.io import atomic_path, cache_dir, count_rebuilt
 from cud_bench.models.encoders import encoders, load_encoder
 
 PADDINGS = ("longest", "max_length")
@@ -221,6 +221,7 @@ class FeatureStore:
             f"feature cache shard {shard} is unreadable ({reason}); it is renamed to *.corrupt "
             "and its texts will be encoded again"
         )
+        count_rebuilt("feature shard")
         with contextlib.suppress(FileNotFoundError):  # another process set it aside first
             shard.rename(shard.with_suffix(".corrupt"))
         self._index = {k: v for k, v in self._index.items() if v[0] != shard}
