@@ -913,7 +913,8 @@ def standard_settings(metrics: Sequence[str] = BASE_METRICS) -> list[Setting]:
     claim kind but the 50-set corruption family), the corruption family (mean, worst, worst
     difference, and the per-unit design) at release 1.0's and corruption v2's sizes with
     calibration metrics only (its cost grows with the number of sets), pooled-corruption ECE differences of 0.5, 1, 2 and 5
-    points at every size (power), and a true accuracy difference."""
+    points at every size (power), a true accuracy difference, and claims over 2 tasks and 1 task
+    (the shapes of the domain-transfer and tail-class claims)."""
     calibration = tuple(m for m in metrics if m != "accuracy")
     out = [Setting(f"null-n{n}", World(n_corrupt=n), kinds=NULL_KINDS, metrics=tuple(metrics)) for n in CORRUPTION_SIZES]
     out += [Setting(f"family-null-n{n}", World(n_corrupt=n), kinds=FAMILY_KINDS, metrics=calibration) for n in FAMILY_SIZES]
@@ -921,6 +922,9 @@ def standard_settings(metrics: Sequence[str] = BASE_METRICS) -> list[Setting]:
         for n in CORRUPTION_SIZES:
             out.append(Setting(f"ece{delta * 100:+g}pt-n{n}", World(n_corrupt=n), ece_delta=delta, kinds=("pool/mean", "clean/mean"), metrics=calibration))
     out.append(Setting("accuracy-n30", World(n_corrupt=30), example_sd_a=0.8, kinds=("clean/mean", "pool/mean"), metrics=tuple(metrics)))
+    # claims over few tasks (domain transfer: 2 tasks; tail classes: 1), where the t correction matters most
+    out.append(Setting("null-2tasks", World(n_tasks=2), kinds=("domain/mean", "clean/mean"), metrics=tuple(metrics)))
+    out.append(Setting("null-1task", World(n_tasks=1), kinds=("subset/mean", "clean/mean"), metrics=tuple(metrics)))
     return out
 
 

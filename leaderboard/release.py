@@ -71,9 +71,27 @@ def import_run(
         except (KeyError, TypeError) as exc:
             raise CudBenchError(f"{path} lacks a field a leaderboard entry needs ({type(exc).__name__}: {exc})") from None
     release = create_release(version, versions.read_benchmark(benchmark_file)[1], root)
+    _one_numerics_mode([e for e, _ in prepared], release)
     with staged(release) as stage:  # all or nothing: one refused entry leaves the release as it was
         counts = collections.Counter(stage.add(e, p, replace_reason=replace_reason) for e, p in prepared)
     return ImportSummary(release, dict(counts))
+
+
+def numerics_mode(entry: dict[str, Any]) -> str:
+    """The numerics mode an entry was computed in (records before modes existed ran native)."""
+    return (entry.get("provenance", {}).get("numerics") or {}).get("mode", "native")
+
+
+def _one_numerics_mode(incoming: list[dict[str, Any]], release: Release) -> None:
+    """A release holds one numerics mode: portable and native numbers differ in their last bits,
+    so mixing them would make a rerun of half the release disagree with the other half."""
+    modes = collections.Counter(numerics_mode(e) for e in incoming)
+    stored = collections.Counter(numerics_mode(e) for e in release.entries())
+    if len(modes | stored) > 1:
+        raise CudBenchError(
+            f"release {release.version} would mix numerics modes (stored: {dict(stored) or 'none'}; this import: "
+            f"{dict(modes)}); a release is built in one mode: rerun with{'out' if 'native' in stored else ''} --portable"
+        )
 
 
 @contextlib.contextmanager

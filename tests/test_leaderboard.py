@@ -359,6 +359,23 @@ def test_import_refuses_a_run_with_a_bad_record_and_writes_nothing(records, tmp_
     assert not (tmp_path / "releases").exists()
 
 
+def test_a_release_never_mixes_numerics_modes(release, records, tmp_path, bench_file):
+    """Native entries stored: a portable run's records are refused whole, and the reverse on a new release."""
+    portable = tmp_path / "portable"
+    shutil.copytree(records, portable / "unit" / "records")
+    for path in (portable / "unit" / "records").glob("*.json"):
+        record = json.loads(path.read_text())
+        record["provenance"]["numerics"] = {"mode": "portable"}
+        path.write_text(json.dumps(record))
+    before = _snapshot(release.path)
+    with pytest.raises(CudBenchError, match="would mix numerics modes.*rerun without --portable"):
+        import_run(portable, "1.0.0", root=release.path.parent, benchmark_file=bench_file)
+    assert _snapshot(release.path) == before
+    other = import_run(portable, "1.0.0", root=tmp_path / "other", benchmark_file=bench_file).release
+    with pytest.raises(CudBenchError, match="would mix numerics modes.*rerun with --portable"):
+        import_run(records, "1.0.0", root=other.path.parent, benchmark_file=bench_file)
+
+
 # -- upgrades --------------------------------------------------------------------------
 def test_a_version_0_entry_upgrades_loads_and_verifies(tmp_path):
     old = json.loads((FIXTURES / "entry-v0.json").read_text())
