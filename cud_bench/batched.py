@@ -43,7 +43,6 @@ from transformers.optimization import get_scheduler
 
 from cud_bench import metrics
 from cud_bench.errors import CudBenchError
-from cud_bench.models.heads import MLPHead
 from cud_bench.train import EpochStats, LossFn, TrainResult, _labels, _loss, _targets, train, validation_loss
 
 if TYPE_CHECKING:
@@ -99,8 +98,9 @@ def _mlp_forward(
     return _StackedLinear.apply(h, w2, b2)
 
 
-STACKERS: dict[type[nn.Module], Stacker] = {
-    MLPHead: Stacker(
+# Architecture name -> how its network stacks (the architecture's create() must build that head).
+STACKERS: dict[str, Stacker] = {
+    "mlp": Stacker(
         names=("net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias"),
         forward=_mlp_forward,
         dropout=lambda model: model.net[2].p,
@@ -108,18 +108,19 @@ STACKERS: dict[type[nn.Module], Stacker] = {
 }
 
 
-def stackable(arch: Architecture, model: nn.Module) -> bool:
-    """Whether ``model`` trains stacked: a registered head type, one fused AdamW (the only
-    optimiser the stacked step reproduces), no gradient clipping, on the CPU."""
-    if type(model) not in STACKERS or arch.spec.train.grad_clip is not None:
-        return False
-    if next(model.parameters()).device.type != "cpu":
-        return False
+def stackable(arch: Architecture) -> bool:
+    """Whether ``arch``'s models train stacked: a registered stacker and no gradient clipping
+    (a per-model norm the stacked step does not compute)."""
+    return arch.name in STACKERS and arch.spec.train.grad_clip is None
+
+
+def _check_optimizer(arch: Architecture, model: nn.Module) -> dict:
+    """The one fused AdamW param group ``arch`` trains ``model`` with: the only optimiser the stacked step reproduces."""
     optimizers = arch.optimizers(model)
-    if len(optimizers) != 1 or type(optimizers[0]) is not torch.optim.AdamW:
-        return False
-    group = optimizers[0].param_groups
-    return len(group) == 1 and bool(group[0]["fused"]) and not group[0]["amsgrad"] and not group[0]["maximize"]
+    groups = optimizers[0].param_groups if len(optimizers) == 1 and type(optimizers[0]) is torch.optim.AdamW else []
+    if len(groups) != 1 or not groups[0]["fused"] or groups[0]["amsgrad"] or groups[0]["maximize"]:
+        raise CudBenchError(f"architecture {arch.name!r} is registered as stackable but does not train with one fused AdamW")
+    return groups[0]
 
 
 def train_many(
@@ -147,7 +148,8 @@ def train_many(
     if group_size is not None and group_size < 1:
         raise CudBenchError(f"the training group size must be at least 1, got {group_size}")
     results: list[TrainResult | None] = [None] * len(models)
-    stacked = [i for i, m in enumerate(models) if (group_size or 2) > 1 and stackable(arch, m)]
+    on_cpu = all(next(m.parameters()).device.type == "cpu" for m in models)
+    stacked = list(range(len(models))) if (group_size or 2) > 1 and stackable(arch) and on_cpu else []
     size = group_size or max(1, len(stacked))
     for start in range(0, len(stacked), size):
         chunk = stacked[start : start + size]
@@ -192,7 +194,7 @@ def _train_stacked(
     targets: list[np.ndarray | None],
 ) -> list[TrainResult]:
     cfg = arch.spec.train
-    stacker = STACKERS[type(models[0])]
+    stacker = STACKERS[arch.name]
     n = len(train_inputs)
     labels = _labels(train_labels, n, "training")
     val_y = _labels(val_labels, len(val_inputs), "validation").numpy()
@@ -203,7 +205,7 @@ def _train_stacked(
         for m, f, s, t in zip(models, loss_fns, seeds, targets)
     ]
     # AdamW's hyperparameters as the model's own optimiser has them (betas, eps, weight decay).
-    group = arch.optimizers(models[0])[0].param_groups[0]
+    group = _check_optimizer(arch, models[0])
     beta1, beta2 = group["betas"]
     total_steps = cfg.epochs * math.ceil(n / cfg.batch_size)
     warmup_steps = round(cfg.warmup_ratio * total_steps)
