@@ -16,7 +16,9 @@ the same order and shapes as the global generator alone), its own loss and targe
 the same values), AdamW applied per model tensor (the fused kernel runs on each
 model's views, so its vector/scalar split is the one of the model alone), the same
 learning-rate schedule, and its own early stopping: a model that stops leaves the
-stack (its best epoch is restored at the end), the others go on.
+stack (its best epoch is restored at the end), the others go on. After each epoch
+the members' temperature fits (the stopping criterion) run in lockstep
+(:func:`~cud_bench.calibration.fit_temperatures`, equal to one fit per model).
 The equalities this rests on (``baddbmm`` slice = ``linear``, ``bmm`` of the
 transposed gradient = the ``mm`` of ``linear``'s backward) hold for torch's CPU
 kernels and are checked by the equality test, not assumed.
@@ -41,7 +43,7 @@ from scipy.special import softmax
 from torch import nn
 from transformers.optimization import get_scheduler
 
-from cud_bench import metrics
+from cud_bench import calibration, metrics
 from cud_bench.errors import CudBenchError
 from cud_bench.train import EpochStats, LossFn, TrainResult, _labels, _loss, _targets, train, validation_loss
 
@@ -258,10 +260,12 @@ def _train_stacked(
             clock.step()
             schedule.step()
         val_logits = _predict_stacked(stacker, params, val_features, cfg.eval_batch_size)
+        finite = [k for k in range(len(active)) if np.isfinite(val_logits[k]).all()]
+        temperatures = dict(zip(finite, calibration.fit_temperatures(val_logits[finite], val_y) if finite else []))
         keep = []
         for k, i in enumerate(active):
             m = members[i]
-            val_loss = validation_loss(val_logits[k], val_y)
+            val_loss = validation_loss(val_logits[k], val_y, temperatures.get(k))
             accuracy = metrics.accuracy(softmax(val_logits[k], axis=1), val_y)
             m.history.append(EpochStats(epoch, loss_sums[k] / n, val_loss, accuracy))
             if val_loss < m.best_loss or not m.best_state:  # strictly lower: ties keep the earliest epoch
