@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from cud_bench.models.architectures import Architecture, FeatureInputs, ModelInputs
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Stacker:
     """How one head type is stacked: its parameters as (M, ...) tensors, a forward pass over
     them, and the state dict of one model's slice. ``names`` are the head's state-dict keys in
