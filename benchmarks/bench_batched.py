@@ -24,7 +24,8 @@ every model needs alone (its matrix products and its own dropout draws) was ~hal
 the stacked run's time in a profile here (matmuls 39%, dropout masks 11%), so on one
 core the ratio cannot much exceed ~4x whatever else is removed. Stacked matrix products
 are bit-identical with 1 or 2 threads (checked here), so on an idle machine the stack
-can also use the second core, which one small model cannot.
+may also use the second core, which one small model cannot (not measured: this
+machine was shared by several jobs).
 """
 
 from __future__ import annotations
