@@ -35,8 +35,8 @@ import pytest
 import torch
 
 from cud_bench.batched import train_many
-from cud_bench.recipes import component
 from cud_bench.models.architectures import architectures
+from cud_bench.recipes import component
 
 N, N_VAL, DIM, C, EPOCHS, SEEDS, KD = 2_000, 500, 384, 4, 8, (0, 1), 7
 GROUP = "16 mlp-l3 students, 2k x 384, <= 8 epochs"
