@@ -13,7 +13,7 @@ logits: :func:`scale_stored` applies T to them reproducibly on every machine.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Generator
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -79,6 +79,114 @@ def refit_problem(T: float, stored_logits: Any, labels: Any) -> str | None:
     if nll(T) - nll(refit) <= REFIT_NLL_TOL:
         return None
     return f"temperature {T!r} is not the one its stored validation logits give ({refit:.6g}; tolerance {REFIT_RTOL:g} relative)"
+
+
+def fit_temperatures(logits: Any, labels: Any, split: str = "validation") -> list[float]:
+    """:func:`fit_temperature` of each of M models' logits (M, n, C) on the same ``labels``, bit for bit.
+
+    Why: a stack of models (:mod:`cud_bench.batched`) fits M temperatures after every
+    epoch, and M separate searches cost M x ~20 small ``logsumexp`` calls. Here the M
+    searches run in lockstep: each is scipy's bounded Brent (the code of
+    ``scipy.optimize._optimize._minimize_scalar_bounded``, scipy pinned in
+    requirements.lock, transcribed as a generator by :func:`_bounded_brent`), and each
+    round evaluates the NLL of every unfinished search in one vectorised pass whose
+    per-model arithmetic is that of :func:`fit_temperature` (the same elementwise
+    divisions and row-wise reductions). The equality is tested, not assumed.
+    """
+    if split.lower().startswith("test"):
+        raise ValueError(f"refusing to fit a temperature on the {split!r} split: fit it on validation data")
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels)
+    if z.ndim != 3 or z.shape[1] == 0 or y.shape != z.shape[1:2] or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"need logits (M, n, C) with n >= 1 and n integer labels, got {z.shape} and {y.shape}")
+    if not (np.isfinite(z).all() and y.min() >= 0 and y.max() < z.shape[2]):
+        raise ValueError("logits must be finite and labels must lie in [0, C)")
+    gold = z[:, np.arange(len(y)), y]
+    searches = [_bounded_brent(math.log(T_MIN), math.log(T_MAX), LOG_T_TOL) for _ in range(len(z))]
+    points = {m: next(search) for m, search in enumerate(searches)}
+    found: dict[int, float] = {}
+    while points:
+        rows = np.fromiter(points, dtype=np.int64, count=len(points))
+        t = np.array([math.exp(points[m]) for m in rows])
+        values = np.mean(logsumexp(z[rows] / t[:, None, None], axis=2) - gold[rows] / t[:, None], axis=1)
+        for m, value in zip(rows.tolist(), values):
+            try:
+                points[m] = searches[m].send(float(value))
+            except StopIteration as done:
+                found[m] = math.exp(done.value)
+                del points[m]
+    return [found[m] for m in range(len(z))]
+
+
+def _bounded_brent(x1: float, x2: float, xatol: float, maxfun: int = 500) -> Generator[Any, float, Any]:
+    """scipy's bounded Brent minimiser (``minimize_scalar(method="bounded")``) as a generator:
+    it yields each point to evaluate, is sent the function's value there, and returns the
+    minimiser. Statement for statement the scipy code, so it visits the same points."""
+    sqrt_eps = math.sqrt(2.2e-16)
+    golden_mean = 0.5 * (3.0 - math.sqrt(5.0))
+    a, b = x1, x2
+    fulc = a + golden_mean * (b - a)
+    nfc, xf = fulc, fulc
+    rat = e = 0.0
+    x = xf
+    fx = yield x
+    num = 1
+    ffulc = fnfc = fx
+    xm = 0.5 * (a + b)
+    tol1 = sqrt_eps * np.abs(xf) + xatol / 3.0
+    tol2 = 2.0 * tol1
+    while np.abs(xf - xm) > (tol2 - 0.5 * (b - a)):
+        golden = 1
+        if np.abs(e) > tol1:  # check for a parabolic fit
+            golden = 0
+            r = (xf - nfc) * (fx - ffulc)
+            q = (xf - fulc) * (fx - fnfc)
+            p = (xf - fulc) * q - (xf - nfc) * r
+            q = 2.0 * (q - r)
+            if q > 0.0:
+                p = -p
+            q = np.abs(q)
+            r = e
+            e = rat
+            if (np.abs(p) < np.abs(0.5 * q * r)) and (p > q * (a - xf)) and (p < q * (b - xf)):
+                rat = (p + 0.0) / q
+                x = xf + rat
+                if ((x - a) < tol2) or ((b - x) < tol2):
+                    si = np.sign(xm - xf) + ((xm - xf) == 0)
+                    rat = tol1 * si
+            else:
+                golden = 1
+        if golden:  # a golden-section step
+            e = a - xf if xf >= xm else b - xf
+            rat = golden_mean * e
+        si = np.sign(rat) + (rat == 0)
+        x = xf + si * np.maximum(np.abs(rat), tol1)
+        fu = yield x
+        num += 1
+        if fu <= fx:
+            if x >= xf:
+                a = xf
+            else:
+                b = xf
+            fulc, ffulc = nfc, fnfc
+            nfc, fnfc = xf, fx
+            xf, fx = x, fu
+        else:
+            if x < xf:
+                a = x
+            else:
+                b = x
+            if (fu <= fnfc) or (nfc == xf):
+                fulc, ffulc = nfc, fnfc
+                nfc, fnfc = x, fu
+            elif (fu <= ffulc) or (fulc == xf) or (fulc == nfc):
+                fulc, ffulc = x, fu
+        xm = 0.5 * (a + b)
+        tol1 = sqrt_eps * np.abs(xf) + xatol / 3.0
+        tol2 = 2.0 * tol1
+        if num >= maxfun:
+            break
+    return xf
 
 
 def apply_temperature(logits: Any, T: float) -> np.ndarray:

@@ -160,6 +160,11 @@ def _add_run(commands: Subparsers) -> None:
         help="portable numerics: baseline x86-64 kernels in torch, MKL, oneDNN, numpy and libm, one thread per "
         "worker, so the numbers repeat bit for bit on any x86-64 CPU (slower; own caches; never mixed with native runs)",
     )
+    parser.add_argument(
+        "--group-size", type=int, default=None, metavar="N",
+        help="train a task's students of one architecture together as stacks of at most N models (default: all "
+        "of them; 1: one at a time). Every model gets exactly what it gets alone: the records do not change",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--no-recompute", action="store_true", help="stop (exit 2) if a stored record was made with other specs than the suite's now, instead of recomputing it")
     parser.set_defaults(func=_cmd_run)
@@ -172,7 +177,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite).restrict(tasks=args.tasks, methods=args.methods, seeds=args.seeds)
     mode = "portable" if args.portable else "native"
     summary = run_suite(
-        suite, args.out, progress=not args.no_progress, jobs=args.jobs, recompute=not args.no_recompute, numerics_mode=mode
+        suite, args.out, progress=not args.no_progress, jobs=args.jobs, recompute=not args.no_recompute, numerics_mode=mode,
+        group_size=args.group_size,
     )
     print(summary.report())
     return 0

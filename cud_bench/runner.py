@@ -39,6 +39,7 @@ from cud_bench import calibration, numerics
 from cud_bench.data.tasks import get_task
 from cud_bench.degenerate import is_degenerate, majority_share
 from cud_bench.errors import CudBenchError
+from cud_bench.batched import stackable
 from cud_bench.io import rebuilt_counts, write_json_atomic
 from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
@@ -46,7 +47,7 @@ from cud_bench.records import CellKey, is_done, provenance, stale_reason, suite_
 from cud_bench.recipes import TeacherOutputs
 from cud_bench.scoring import ECE, ShiftSets, corruption_summary, scores, stored_logits, stored_probs
 from cud_bench.suites import SuiteSpec, check_names, model_presets
-from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit, prepare_task
+from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit_many, prepare_task
 from cud_bench.teachers import TeacherStore
 from cud_bench.train import predict_logits
 from shifts import get_shift
@@ -129,6 +130,7 @@ def run_suite(
     jobs: int = 1,
     recompute: bool = True,
     numerics_mode: str = "native",
+    group_size: int | None = None,
 ) -> RunSummary:
     """Run every missing cell of ``suite`` and write its record under ``out_dir/<suite>/records``.
 
@@ -143,11 +145,17 @@ def run_suite(
     in spawned workers that start with the mode's environment (one thread each,
     even for ``jobs`` 1), so their kernels are chosen before torch is imported.
     A records folder holds one mode only (``numerics.json`` beside the records).
+
+    ``group_size``: a task's students of one architecture train together as stacks of at most
+    this many models (:mod:`cud_bench.batched`; None: all of them; 1: one at a time, the
+    reference path). Each model gets what it gets alone, so the records do not depend on it.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
     if jobs < 1:
         raise CudBenchError(f"jobs must be at least 1, got {jobs}")
+    if group_size is not None and group_size < 1:
+        raise CudBenchError(f"the training group size must be at least 1, got {group_size}")
     check_names(suite)  # unknown names and out-of-range method variants fail before any work
     mode = numerics.modes.get(numerics_mode)
     _claim_mode(out_dir / suite.name, mode)
@@ -166,10 +174,10 @@ def run_suite(
     summary.cells_done_before = len(cells) - len(todo)
     by_task = {task: [c for c in todo if c.task == task] for task in dict.fromkeys(c.task for c in todo)}
     if mode.name == "native" and (jobs == 1 or len(by_task) < 2):
-        counts = [_run_cells(suite, todo, out_dir, teacher_cache, progress)]
+        counts = [_run_cells(suite, todo, out_dir, teacher_cache, progress, group_size)]
     elif todo:
         with numerics.environment(mode):  # spawned workers start with the mode's variables
-            counts = _run_in_workers(suite, by_task, out_dir, teacher_cache, progress, jobs, mode)
+            counts = _run_in_workers(suite, by_task, out_dir, teacher_cache, progress, jobs, mode, group_size)
     else:
         counts = []
     for written, trained, reused, not_scored, rebuilt in counts:
@@ -190,25 +198,40 @@ def run_suite(
 Counts = tuple[int, dict[str, int], dict[str, int], dict[str, dict[str, str]], dict[str, int]]
 
 
-def _run_cells(suite: SuiteSpec, cells: list[CellKey], out_dir: Path, teacher_cache: Path | None, progress: bool) -> Counts:
-    """Run ``cells`` (grouped by task, as :func:`expand` orders them) in this process."""
+def _run_cells(
+    suite: SuiteSpec,
+    cells: list[CellKey],
+    out_dir: Path,
+    teacher_cache: Path | None,
+    progress: bool,
+    group_size: int | None = None,
+) -> Counts:
+    """Run ``cells`` (grouped by task, as :func:`expand` orders them) in this process: each task's
+    cells of one student architecture train together (:func:`run_group`), each record written as
+    soon as its group is scored."""
     rebuilt_before = rebuilt_counts()
     inputs = Inputs(progress)
     teachers = TeacherStore(model_presets.get(suite.teacher)(), suite.n_folds, inputs, teacher_cache)
     students = {name: model_presets.get(name)() for name in suite.students}
-    data: TaskData | None = None
     not_scored: dict[str, dict[str, str]] = {}
-    bar = tqdm(cells, desc=f"suite {suite.name}", unit="cell", disable=not progress)
-    for cell in bar:
-        bar.set_postfix_str(f"{cell.task} {cell.method} {cell.student} {cell.protocol} s{cell.seed}")
-        if data is None or data.spec.name != cell.task:
-            data = prepare_task(cell.task, suite)
-            shift_sets = ShiftSets(suite, data, lambda: teachers.seed_ensemble(data, suite.ensemble_seeds))
-            not_scored[cell.task] = dict(shift_sets.not_scored)
-            for set_id, why in shift_sets.not_scored.items():
-                log.info("%s: set %s not scored: %s", cell.task, set_id, why)
-        record, predictions = run_cell(cell, suite, data, teachers, students[cell.student], inputs, shift_sets)
-        write_record(out_dir, cell, record, predictions)
+    groups: dict[tuple[str, str], list[CellKey]] = {}
+    for cell in cells:
+        groups.setdefault((cell.task, cell.student), []).append(cell)
+    data: TaskData | None = None
+    with tqdm(total=len(cells), desc=f"suite {suite.name}", unit="cell", disable=not progress) as bar:
+        for (task, student), group in groups.items():
+            bar.set_postfix_str(f"{task} {student} ({len(group)} students)")
+            if data is None or data.spec.name != task:
+                data = prepare_task(task, suite)
+                shift_sets = ShiftSets(suite, data, lambda: teachers.seed_ensemble(data, suite.ensemble_seeds))
+                not_scored[task] = dict(shift_sets.not_scored)
+                for set_id, why in shift_sets.not_scored.items():
+                    log.info("%s: set %s not scored: %s", task, set_id, why)
+            for cell, (record, predictions) in zip(
+                group, run_group(group, suite, data, teachers, students[student], inputs, shift_sets, group_size)
+            ):
+                write_record(out_dir, cell, record, predictions)
+                bar.update(1)
     rebuilt = {kind: n - rebuilt_before.get(kind, 0) for kind, n in rebuilt_counts().items() if n > rebuilt_before.get(kind, 0)}
     return len(cells), dict(teachers.trained), dict(teachers.reused), not_scored, rebuilt
 
@@ -221,6 +244,7 @@ def _run_in_workers(
     progress: bool,
     jobs: int,
     mode: numerics.NumericsMode,
+    group_size: int | None = None,
 ) -> list[Counts]:
     """Each task's cells in one of ``jobs`` worker processes; the progress bar counts finished records."""
     threads = mode.threads or max(1, (os.cpu_count() or 1) // jobs)
@@ -230,7 +254,9 @@ def _run_in_workers(
     with concurrent.futures.ProcessPoolExecutor(
         min(jobs, len(by_task)), mp_context=context, initializer=_use_threads, initargs=(threads, mode)
     ) as pool:
-        pending = {pool.submit(_run_cells, suite, cells, out_dir, teacher_cache, False) for cells in by_task.values()}
+        pending = {
+            pool.submit(_run_cells, suite, cells, out_dir, teacher_cache, False, group_size) for cells in by_task.values()
+        }
         finished: list[concurrent.futures.Future] = []
         with tqdm(total=len(todo), desc=f"suite {suite.name} ({jobs} jobs)", unit="cell", disable=not progress) as bar:
             while pending:
@@ -277,80 +303,135 @@ def run_cell(
     shift_sets: ShiftSets,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Train and score one student (and report its teacher); returns the record and its predictions."""
-    wall: dict[str, float] = {}
-    method = get_method(cell.method)
+    return run_group([cell], suite, data, teachers, arch, inputs, shift_sets, group_size=1)[0]
+
+
+def run_group(
+    cells: list[CellKey],
+    suite: SuiteSpec,
+    data: TaskData,
+    teachers: TeacherStore,
+    arch: Architecture,
+    inputs: Inputs,
+    shift_sets: ShiftSets,
+    group_size: int | None = None,
+) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
+    """Train the students of ``cells`` (one task, one student architecture ``arch``) together and
+    score each; returns each cell's record and predictions, in the order of ``cells``.
+
+    Every cell's teacher and targets come first (teachers trained once, as for one cell), then
+    :func:`~cud_bench.taskdata.fit_many` trains the students as stacks of at most ``group_size``
+    (None: all; 1: one at a time), each exactly as alone. A cell's ``wall_s["student"]`` is its
+    share of the group's training time.
+    """
+    if any(c.task != data.spec.name for c in cells):
+        raise ValueError(f"run_group needs cells of task {data.spec.name!r} only")
+    size = (group_size or len(cells)) if stackable(arch) else 1  # unstacked models are scored and dropped one by one
+    out = []
+    for start in range(0, len(cells), size):
+        out += _train_and_score(cells[start : start + size], suite, data, teachers, arch, inputs, shift_sets, group_size)
+    return out
+
+
+def _train_and_score(
+    cells: list[CellKey],
+    suite: SuiteSpec,
+    data: TaskData,
+    teachers: TeacherStore,
+    arch: Architecture,
+    inputs: Inputs,
+    shift_sets: ShiftSets,
+    group_size: int | None,
+) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
+    methods = [get_method(c.method) for c in cells]
+    sides = [_teacher_side(c, m, data, teachers, shift_sets) for c, m in zip(cells, methods)]
     clock = time.perf_counter()
-    teacher_part, targets = None, None
-    teacher_arrays: dict[str, np.ndarray] = {}  # what a release needs to recompute the teacher's scores and temperatures
-    if method.teacher is not None:
-        teacher = teachers.full(data, method.teacher, cell.seed)
-        train_logits, folds = teacher.logits["train"], ()
-        if cell.protocol == "cross-fit":
-            train_logits = teachers.out_of_fold(data, method.teacher, cell.seed)
-            folds = teachers.fold_validation(data, method.teacher, cell.seed)
-        wall["teacher"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        target = method.transform.build()(
-            TeacherOutputs(train_logits, data.train.labels, teacher.logits["validation"], data.validation.labels, folds)
-        )
-        targets = target.probs
-        wall["targets"] = time.perf_counter() - clock
-        teacher_probs = stored_probs(teacher.logits["test"])
-        teacher_arrays = {"teacher/clean/probs": teacher_probs, "teacher/validation/logits": stored_logits(teacher.logits["validation"])}
-        if target.fold_temperatures:  # each fold teacher's own temperature: its validation logits
-            teacher_arrays.update({f"teacher/fold/{k}/validation/logits": stored_logits(val) for k, (_, val) in enumerate(folds)})
-        teacher_part = {
-            "recipe": method.teacher.label,
-            "clean": scores(teacher_probs, data.test.labels, teacher.temperature),
-            "majority_share": majority_share(teacher_probs),
-            "degenerate": is_degenerate(teacher_probs),
-            "shifts": teachers.shift_scores(data, method.teacher, cell.seed, shift_sets),
-            "train_accuracy": float(np.mean(teacher.logits["train"].argmax(1) == data.train.labels)),
-            "targets": {
-                "rows_changed": target.rows_changed,
-                "temperature": target.temperature,
-                "accuracy": float(np.mean(targets.argmax(1) == data.train.labels)),
-                "mean_confidence": float(targets.max(1).mean()),
-            },
-            "fold_temperatures": list(target.fold_temperatures) or None,
-            "training": teacher.card,
-        }
-    clock = time.perf_counter()
-    model, card = fit(
-        arch, data, np.arange(len(data.train.labels)), method.student.build(), derive_seed("student", cell.seed), inputs, targets
+    fitted = fit_many(
+        arch, data, [m.student.build() for m in methods], [derive_seed("student", c.seed) for c in cells], inputs,
+        [side[1] for side in sides], group_size,
     )
-    wall["student"] = time.perf_counter() - clock
+    student_wall = (time.perf_counter() - clock) / max(1, len(cells))
+    out = []
+    for method, (teacher_part, _, teacher_arrays, wall), (model, card) in zip(methods, sides, fitted):
+        wall["student"] = student_wall
+        clock = time.perf_counter()
+        val_logits = predict_logits(arch, model, inputs(arch, data.validation.texts))
+        test_logits = predict_logits(arch, model, inputs(arch, data.test.texts))
+        T = calibration.fit_temperature(val_logits, data.validation.labels, split="validation")
+        test_probs = stored_probs(test_logits)
+        clean = scores(test_probs, data.test.labels, T)
+        shift_scores, shift_predictions = shift_sets.score(arch, model, test_logits, T, inputs)
+        student_part = {
+            "clean": clean,
+            "majority_share": majority_share(test_probs),
+            "degenerate": is_degenerate(test_probs),
+            "shifts": shift_scores,
+            "corruption_summary": corruption_summary(shift_scores, clean["raw"][ECE]),
+        }
+        wall["scoring"] = time.perf_counter() - clock
+        record = {
+            "specs": _specs(suite, data, method, teachers.arch, arch, shift_sets),
+            "student": student_part,
+            "teacher": teacher_part,
+            "training": card,
+            "provenance": provenance(wall),
+        }
+        predictions = {
+            "clean/probs": test_probs,
+            "clean/labels": data.test.labels,
+            "validation/logits": stored_logits(val_logits),  # the post-hoc temperature is re-fitted from these
+            "validation/labels": data.validation.labels,
+            **teacher_arrays,
+            **shift_predictions,
+        }
+        out.append((record, predictions))
+    return out
+
+
+def _teacher_side(
+    cell: CellKey, method: MethodSpec, data: TaskData, teachers: TeacherStore, shift_sets: ShiftSets
+) -> tuple[dict[str, Any] | None, np.ndarray | None, dict[str, np.ndarray], dict[str, float]]:
+    """A cell's teacher report, the student's targets, the teacher arrays its predictions file
+    stores (test probabilities, validation logits) and the wall times of teacher and targets
+    (None, None and no arrays for a method without a teacher)."""
+    wall: dict[str, float] = {}
+    if method.teacher is None:
+        return None, None, {}, wall
     clock = time.perf_counter()
-    val_logits = predict_logits(arch, model, inputs(arch, data.validation.texts))
-    test_logits = predict_logits(arch, model, inputs(arch, data.test.texts))
-    T = calibration.fit_temperature(val_logits, data.validation.labels, split="validation")
-    test_probs = stored_probs(test_logits)
-    clean = scores(test_probs, data.test.labels, T)
-    shift_scores, shift_predictions = shift_sets.score(arch, model, test_logits, T, inputs)
-    student_part = {
-        "clean": clean,
-        "majority_share": majority_share(test_probs),
-        "degenerate": is_degenerate(test_probs),
-        "shifts": shift_scores,
-        "corruption_summary": corruption_summary(shift_scores, clean["raw"][ECE]),
+    teacher = teachers.full(data, method.teacher, cell.seed)
+    train_logits, folds = teacher.logits["train"], ()
+    if cell.protocol == "cross-fit":
+        train_logits = teachers.out_of_fold(data, method.teacher, cell.seed)
+        folds = teachers.fold_validation(data, method.teacher, cell.seed)
+    wall["teacher"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    target = method.transform.build()(
+        TeacherOutputs(train_logits, data.train.labels, teacher.logits["validation"], data.validation.labels, folds)
+    )
+    targets = target.probs
+    wall["targets"] = time.perf_counter() - clock
+    teacher_probs = stored_probs(teacher.logits["test"])
+    # what a release needs to recompute the teacher's scores and temperatures
+    teacher_arrays = {"teacher/clean/probs": teacher_probs, "teacher/validation/logits": stored_logits(teacher.logits["validation"])}
+    if target.fold_temperatures:  # each fold teacher's own temperature: its validation logits
+        teacher_arrays.update({f"teacher/fold/{k}/validation/logits": stored_logits(val) for k, (_, val) in enumerate(folds)})
+    teacher_part = {
+        "recipe": method.teacher.label,
+        "clean": scores(teacher_probs, data.test.labels, teacher.temperature),
+        "majority_share": majority_share(teacher_probs),
+        "degenerate": is_degenerate(teacher_probs),
+        "shifts": teachers.shift_scores(data, method.teacher, cell.seed, shift_sets),
+        "train_accuracy": float(np.mean(teacher.logits["train"].argmax(1) == data.train.labels)),
+        "targets": {
+            "rows_changed": target.rows_changed,
+            "temperature": target.temperature,
+            "accuracy": float(np.mean(targets.argmax(1) == data.train.labels)),
+            "mean_confidence": float(targets.max(1).mean()),
+        },
+        "fold_temperatures": list(target.fold_temperatures) or None,
+        "training": teacher.card,
     }
-    wall["scoring"] = time.perf_counter() - clock
-    record = {
-        "specs": _specs(suite, data, method, teachers.arch, arch, shift_sets),
-        "student": student_part,
-        "teacher": teacher_part,
-        "training": card,
-        "provenance": provenance(wall),
-    }
-    predictions = {
-        "clean/probs": test_probs,
-        "clean/labels": data.test.labels,
-        "validation/logits": stored_logits(val_logits),  # the post-hoc temperature is re-fitted from these
-        "validation/labels": data.validation.labels,
-        **teacher_arrays,
-        **shift_predictions,
-    }
-    return record, predictions
+    return teacher_part, targets, teacher_arrays, wall
 
 
 def _specs(

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from cud_bench.batched import train_many
 from cud_bench.data.splits import stratified_holdout
 from cud_bench.data.tasks import TaskSpec, get_task, load_task
 from cud_bench.models.architectures import Architecture, ModelInputs
@@ -82,7 +83,6 @@ class Inputs:
         return self._memo[key]
 
 
-
 def fit(
     arch: Architecture,
     data: TaskData,
@@ -100,3 +100,24 @@ def fit(
         arch, model, x_train, data.train.labels[train_idx], loss_fn, x_val, data.validation.labels, seed=seed, targets=targets
     )
     return model, result.to_dict()
+
+
+def fit_many(
+    arch: Architecture,
+    data: TaskData,
+    loss_fns: Sequence[Callable],
+    seeds: Sequence[int],
+    inputs: Inputs,
+    targets: Sequence[np.ndarray | None],
+    group_size: int | None = None,
+) -> list[tuple[torch.nn.Module, dict[str, Any]]]:
+    """:func:`fit` of several models on the whole training split (one per loss, seed and targets),
+    trained together by :func:`cud_bench.batched.train_many`: each gets what it would get alone."""
+    x_train = inputs(arch, data.train.texts)
+    x_val = inputs(arch, data.validation.texts)
+    models = [arch.build(data.num_classes, seed) for seed in seeds]
+    results = train_many(
+        arch, models, x_train, data.train.labels, loss_fns, x_val, data.validation.labels,
+        seeds=seeds, targets=targets, group_size=group_size,
+    )
+    return [(model, result.to_dict()) for model, result in zip(models, results)]

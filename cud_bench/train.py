@@ -225,13 +225,15 @@ def train(
     )
 
 
-def validation_loss(logits: np.ndarray, labels: np.ndarray) -> float:
+def validation_loss(logits: np.ndarray, labels: np.ndarray, T: float | None = None) -> float:
     """Mean cross-entropy (nats) of ``logits / T`` (n, C) against integer ``labels`` in float64,
-    at the ``T`` that minimises it on these (validation) data; infinite for non-finite logits."""
+    at the ``T`` that minimises it on these (validation) data (or the given one, fitted by the
+    caller); infinite for non-finite logits."""
     z = np.asarray(logits, dtype=np.float64)
     if not np.isfinite(z).all():
         return math.inf
-    T = calibration.fit_temperature(z, labels, split="validation")
+    if T is None:
+        T = calibration.fit_temperature(z, labels, split="validation")
     log_p = log_softmax(z / T, axis=1)
     return float(-log_p[np.arange(len(labels)), labels].mean())
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cud_bench.calibration import apply_temperature, fit_temperature
+from cud_bench.calibration import apply_temperature, fit_temperature, fit_temperatures
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, T: float) -> float:
@@ -55,6 +55,19 @@ def test_fit_is_deterministic_and_accepts_tensors():
     first = fit_temperature(logits, labels, split="validation")
     assert fit_temperature(logits, labels) == first
     assert fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels)) == first
+
+
+def test_lockstep_fits_equal_one_fit_per_model_bit_for_bit():
+    # Models of different confidence (T from ~0.3 to ~30, one at a bound) and class counts, float32
+    # logits as a stack's validation pass gives them: the searches end after different numbers of steps.
+    for seed, c in ((4, 2), (5, 7)):
+        logits, labels = synthetic(seed=seed, n=400, c=c)
+        stack = np.stack([logits * s for s in (0.3, 1.0, 4.0, 30.0, 1e-4)]).astype(np.float32)
+        assert fit_temperatures(stack, labels) == [fit_temperature(z, labels) for z in stack]
+    with pytest.raises(ValueError, match="validation data"):
+        fit_temperatures(stack, labels, split="test")
+    with pytest.raises(ValueError, match=r"\(M, n, C\)"):
+        fit_temperatures(stack[0], labels)
 
 
 @pytest.mark.parametrize("split", ["test", "TEST", "test/typo"])
