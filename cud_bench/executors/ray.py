@@ -86,7 +86,8 @@ class Job:
 class RayExecutor(Executor):
     """Teachers and cells as Ray tasks: on the cluster at ``address`` (``auto``: the one ``ray start``
     started on this machine; ``HOST:PORT``: its head), or on a Ray instance started here for the
-    run (``address`` None). A task whose worker or node dies is retried ``max_retries`` times."""
+    run (``address`` None); a process already connected to Ray uses that cluster. A task whose worker
+    or node dies is retried ``max_retries`` times; an error the task itself raises is not retried."""
 
     def __init__(self, address: str | None = None, max_retries: int = 3) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
