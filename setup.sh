@@ -31,8 +31,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "setup: creating $VENV"
     "$PY" -m venv "$VENV"
 fi
-# requirements.lock pins every dependency (torch==2.13.0, the CPU build): no resolver
-# backtracking, the same versions on every machine.
+# requirements.lock pins every dependency (torch==2.13.0, the CPU build; ray==2.60.0 for
+# `--executor ray`): no resolver backtracking, the same versions on every machine (every
+# node of a Ray cluster runs this script too).
 "$VENV/bin/pip" install -q --disable-pip-version-check -c constraints.txt -r requirements.lock
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
 

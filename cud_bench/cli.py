@@ -151,10 +151,11 @@ def _add_run(commands: Subparsers) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="these seeds instead of the suite's")
     parser.add_argument("--out", default="runs", help="output directory (default: ./runs)")
     parser.add_argument(
-        "--jobs", type=int, default=1, metavar="N",
-        help="worker processes, each running whole tasks on its share of the CPU cores (default: 1); "
+        "--jobs", type=int, metavar="N",
+        help="local executor: worker processes, each running whole tasks on its share of the CPU cores (default: 1); "
         "2 on a 2-core machine roughly halves the training time. Reruns with the same N give the same numbers",
     )
+    _add_executor_args(parser)
     parser.add_argument(
         "--portable", action="store_true",
         help="portable numerics: baseline x86-64 kernels in torch, MKL, oneDNN, numpy and libm, one thread per "
@@ -177,11 +178,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite).restrict(tasks=args.tasks, methods=args.methods, seeds=args.seeds)
     mode = "portable" if args.portable else "native"
     summary = run_suite(
-        suite, args.out, progress=not args.no_progress, jobs=args.jobs, recompute=not args.no_recompute, numerics_mode=mode,
-        group_size=args.group_size,
+        suite, args.out, progress=not args.no_progress, recompute=not args.no_recompute, numerics_mode=mode,
+        executor=_executor(args), group_size=args.group_size,
     )
     print(summary.report())
     return 0
+
+
+def _add_executor_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    parser.add_argument(
+        "--executor", default="local", metavar="NAME",
+        help=prefix + "where teachers and cells run: local (default; this machine, nothing to start) or ray "
+        "(a Ray cluster; output folder and cache on a filesystem every node shares)",
+    )
+    parser.add_argument(
+        "--address", metavar="auto|HOST:PORT",
+        help="ray executor: the cluster to join (auto: the one `ray start` started on this machine; "
+        "default: a Ray instance started for this run on this machine)",
+    )
+    parser.add_argument(
+        "--max-retries", type=int, metavar="N",
+        help="ray executor: times a task whose worker or node died is run again (default: 3)",
+    )
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    from cud_bench.executors import create
+
+    return create(args.executor, jobs=args.jobs, address=args.address, max_retries=args.max_retries)
 
 
 def _add_sweep(commands: Subparsers) -> None:
@@ -200,7 +224,8 @@ def _add_sweep(commands: Subparsers) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="these seeds instead of the suite's")
     parser.add_argument("--with", dest="also", nargs="*", default=["kd"], metavar="METHOD", help="methods to run beside the grid (default: kd)")
     parser.add_argument("--out", default="runs", help="output directory (default: ./runs)")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (see `cud-bench run --help`)")
+    parser.add_argument("--jobs", type=int, metavar="N", help="local executor: worker processes (see `cud-bench run --help`)")
+    _add_executor_args(parser)
     parser.set_defaults(func=_cmd_sweep)
 
 
@@ -209,7 +234,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from cud_bench.sweep import parse_grid, run_sweep
 
     suite = load_suite(args.suite).restrict(tasks=args.tasks, seeds=args.seeds)
-    variants, summary = run_sweep(suite, args.method, parse_grid(args.grid), args.out, also=args.also, jobs=args.jobs)
+    variants, summary = run_sweep(suite, args.method, parse_grid(args.grid), args.out, also=args.also, executor=_executor(args))
     print("\n".join([f"{len(variants)} settings: {', '.join(variants)}", summary.report()]))
     return 0
 
@@ -229,7 +254,8 @@ def _add_check(commands: Subparsers) -> None:
     source.add_argument("--release", help="a leaderboard release, e.g. 1.0 (the newest 1.0.x) or 1.0.0")
     source.add_argument("--run", metavar="SUITE", help="run this suite first (missing cells only; cached teachers and features reused)")
     parser.add_argument("--runs", default="runs", help="output directory for --run (default: ./runs)")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes for --run")
+    parser.add_argument("--jobs", type=int, metavar="N", help="local executor: worker processes for --run")
+    _add_executor_args(parser, "for --run: ")
     parser.add_argument("--root", help="folder holding the releases (default: the package's leaderboard/releases)")
     parser.add_argument("--out", default="claims-report", help="where the verdicts go as <claims name>.json and .md (default: ./claims-report)")
     parser.set_defaults(func=_cmd_check)
@@ -238,12 +264,14 @@ def _add_check(commands: Subparsers) -> None:
 def _cmd_check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from cud_bench.executors import use
     from leaderboard.claims import exit_code, run_check, to_markdown, write_reports
 
-    claims, verdicts, source = run_check(
-        Path(args.claims), results=args.results, release=args.release, suite=args.run, runs=Path(args.runs),
-        jobs=args.jobs, releases_root=args.root and Path(args.root),
-    )
+    with use(_executor(args)):  # the suite --run names runs on it
+        claims, verdicts, source = run_check(
+            Path(args.claims), results=args.results, release=args.release, suite=args.run, runs=Path(args.runs),
+            releases_root=args.root and Path(args.root),
+        )
     print(to_markdown(verdicts, claims, source))
     for path in write_reports(claims, verdicts, source, Path(args.out), Path(args.claims).stem):
         print(path)

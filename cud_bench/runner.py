@@ -7,6 +7,11 @@ needs it reuses it. A cell is written as one record (:mod:`cud_bench.records`)
 when it is complete, so an interrupted run resumes by skipping finished cells
 and never half-writes one.
 
+The runner decides what runs (the missing cells, checked against their specs); an
+executor (:mod:`cud_bench.executors`) decides where and when, calling the work
+functions here: :func:`train_teacher` (one teacher), :func:`run_cells` (cells of
+one task), with :func:`teachers_needed` saying which teachers a cell loads.
+
 Target protocols (see docs/architecture.md):
 - ``in-sample``: the full-data teacher labels its own training set (the paper's).
 - ``cross-fit``: K teachers of the same recipe, each trained without one fold,
@@ -20,35 +25,32 @@ not scored; the run log (:meth:`RunSummary.report`) lists them with the reason.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import json
 import logging
-import multiprocessing
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from cud_bench import calibration, numerics
+from cud_bench import calibration, executors, numerics
 from cud_bench.data.tasks import get_task
 from cud_bench.degenerate import is_degenerate, majority_share
 from cud_bench.errors import CudBenchError
 from cud_bench.batched import stackable
+from cud_bench.executors import Executor, Plan
 from cud_bench.io import rebuilt_counts, write_json_atomic
 from cud_bench.methods import MethodSpec, get_method
 from cud_bench.models.architectures import Architecture
-from cud_bench.records import CellKey, is_done, provenance, stale_reason, suite_settings_hash, write_record
-from cud_bench.recipes import TeacherOutputs
+from cud_bench.records import CellKey, provenance, stale_reason, suite_settings_hash, write_record
+from cud_bench.recipes import Component, TeacherOutputs
 from cud_bench.scoring import ECE, ShiftSets, corruption_summary, scores, stored_logits, stored_probs
 from cud_bench.suites import SuiteSpec, check_names, model_presets
 from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit_many, prepare_task
-from cud_bench.teachers import TeacherStore
+from cud_bench.teachers import TeacherStore, ensemble_recipe
 from cud_bench.train import predict_logits
 from shifts import get_shift
 
@@ -131,20 +133,20 @@ def run_suite(
     recompute: bool = True,
     numerics_mode: str = "native",
     group_size: int | None = None,
+    executor: Executor | None = None,
 ) -> RunSummary:
     """Run every missing cell of ``suite`` and write its record under ``out_dir/<suite>/records``.
 
     ``teacher_cache`` overrides where trained teachers are kept (default: ``<cache>/teachers``).
-    ``jobs`` > 1 runs that many worker processes, one task at a time each, sharing
-    the CPU cores between them: the small heads train one step at a time and
-    cannot use two cores, so two processes of one thread do twice the work. Each
-    cell runs in one process; with another thread count, float sums may round
-    differently, so compare runs made with the same ``jobs`` bit for bit.
+    ``executor`` (:mod:`cud_bench.executors`) decides where each teacher and cell runs;
+    default: the one set by :func:`cud_bench.executors.use`, else the local executor
+    with ``jobs`` worker processes (:class:`~cud_bench.executors.local.LocalExecutor`;
+    ``jobs`` is that executor's option, refused beside another one).
 
     ``numerics_mode`` (:mod:`cud_bench.numerics`): ``"portable"`` runs every cell
-    in spawned workers that start with the mode's environment (one thread each,
-    even for ``jobs`` 1), so their kernels are chosen before torch is imported.
-    A records folder holds one mode only (``numerics.json`` beside the records).
+    in processes started with the mode's environment, so their kernels are chosen
+    before torch is imported. A records folder holds one mode only
+    (``numerics.json`` beside the records).
 
     ``group_size``: a task's students of one architecture train together as stacks of at most
     this many models (:mod:`cud_bench.batched`; None: all of them; 1: one at a time, the
@@ -152,10 +154,9 @@ def run_suite(
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    if jobs < 1:
-        raise CudBenchError(f"jobs must be at least 1, got {jobs}")
     if group_size is not None and group_size < 1:
         raise CudBenchError(f"the training group size must be at least 1, got {group_size}")
+    executor = _executor(executor, jobs)
     check_names(suite)  # unknown names and out-of-range method variants fail before any work
     mode = numerics.modes.get(numerics_mode)
     _claim_mode(out_dir / suite.name, mode)
@@ -172,14 +173,7 @@ def run_suite(
     for line in summary.cells_stale:
         log.warning("stale record, recomputing: %s", line)
     summary.cells_done_before = len(cells) - len(todo)
-    by_task = {task: [c for c in todo if c.task == task] for task in dict.fromkeys(c.task for c in todo)}
-    if mode.name == "native" and (jobs == 1 or len(by_task) < 2):
-        counts = [_run_cells(suite, todo, out_dir, teacher_cache, progress, group_size)]
-    elif todo:
-        with numerics.environment(mode):  # spawned workers start with the mode's variables
-            counts = _run_in_workers(suite, by_task, out_dir, teacher_cache, progress, jobs, mode, group_size)
-    else:
-        counts = []
+    counts = executor.run(Plan(suite, tuple(todo), out_dir, teacher_cache, mode, progress, group_size))
     for written, trained, reused, not_scored, rebuilt in counts:
         summary.cells_written += written
         for kind, n in rebuilt.items():
@@ -193,12 +187,65 @@ def run_suite(
     return summary
 
 
+def _executor(executor: Executor | None, jobs: int) -> Executor:
+    """The executor a run uses: the one given, else the one :func:`cud_bench.executors.use` set, else local."""
+    chosen = executor or executors.current()
+    if chosen is None:
+        return executors.create("local", jobs=jobs)
+    if jobs != 1:
+        raise CudBenchError(f"jobs is an option of the local executor; this run uses the {chosen.name} executor")
+    return chosen
+
+
 # cells written, teachers trained / reused by recipe, sets not scored (task -> set id -> why),
 # cache entries rebuilt after failing their check (kind -> count)
 Counts = tuple[int, dict[str, int], dict[str, int], dict[str, dict[str, str]], dict[str, int]]
 
 
-def _run_cells(
+@dataclasses.dataclass(frozen=True)
+class TeacherNeed:
+    """One teacher a cell needs: (task, recipe, seed, fold); ``fold`` None is the full-data teacher."""
+
+    task: str
+    recipe: Component
+    seed: int
+    fold: int | None
+
+    @property
+    def key(self) -> tuple[str, str, int, int | None]:
+        return (self.task, self.recipe.spec_hash(), self.seed, self.fold)
+
+    @property
+    def label(self) -> str:
+        return f"teacher {self.task} {self.recipe.label} seed {self.seed} {'full' if self.fold is None else f'fold {self.fold}'}"
+
+
+def teachers_needed(suite: SuiteSpec, cell: CellKey) -> list[TeacherNeed]:
+    """Every teacher :func:`run_cells` loads for ``cell``, so an executor can train each one first, once.
+
+    Its method's teacher (plus the fold teachers under cross-fit) and, when a scored
+    shift needs them, the ambiguity ensemble's teachers of the cell's task.
+    """
+    needs = []
+    method = get_method(cell.method)
+    if method.teacher is not None:
+        folds = range(suite.n_folds) if cell.protocol == "cross-fit" else range(0)
+        needs += [TeacherNeed(cell.task, method.teacher, cell.seed, fold) for fold in (None, *folds)]
+    if ShiftSets.needs_teacher_probs(suite, cell.task):
+        needs += [TeacherNeed(cell.task, ensemble_recipe(), seed, None) for seed in suite.ensemble_seeds]
+    return needs
+
+
+def train_teacher(
+    suite: SuiteSpec, data: TaskData, need: TeacherNeed, teacher_cache: Path | None, inputs: Inputs
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Train one teacher into the cache (or find it there): teachers trained / reused, by recipe."""
+    teachers = TeacherStore(model_presets.get(suite.teacher)(), suite.n_folds, inputs, teacher_cache)
+    teachers.get(data, need.recipe, need.seed, need.fold)
+    return dict(teachers.trained), dict(teachers.reused)
+
+
+def run_cells(
     suite: SuiteSpec,
     cells: list[CellKey],
     out_dir: Path,
@@ -206,9 +253,9 @@ def _run_cells(
     progress: bool,
     group_size: int | None = None,
 ) -> Counts:
-    """Run ``cells`` (grouped by task, as :func:`expand` orders them) in this process: each task's
-    cells of one student architecture train together (:func:`run_group`), each record written as
-    soon as its group is scored."""
+    """Run ``cells`` (grouped by task, as :func:`expand` orders them) in this process, the executors'
+    unit of cell work: each task's cells of one student architecture train together
+    (:func:`run_group`), each record written as soon as its group is scored."""
     rebuilt_before = rebuilt_counts()
     inputs = Inputs(progress)
     teachers = TeacherStore(model_presets.get(suite.teacher)(), suite.n_folds, inputs, teacher_cache)
@@ -234,50 +281,6 @@ def _run_cells(
                 bar.update(1)
     rebuilt = {kind: n - rebuilt_before.get(kind, 0) for kind, n in rebuilt_counts().items() if n > rebuilt_before.get(kind, 0)}
     return len(cells), dict(teachers.trained), dict(teachers.reused), not_scored, rebuilt
-
-
-def _run_in_workers(
-    suite: SuiteSpec,
-    by_task: dict[str, list[CellKey]],
-    out_dir: Path,
-    teacher_cache: Path | None,
-    progress: bool,
-    jobs: int,
-    mode: numerics.NumericsMode,
-    group_size: int | None = None,
-) -> list[Counts]:
-    """Each task's cells in one of ``jobs`` worker processes; the progress bar counts finished records."""
-    threads = mode.threads or max(1, (os.cpu_count() or 1) // jobs)
-    context = multiprocessing.get_context("spawn")  # no forked torch or tokenizer threads
-    todo = [c for cells in by_task.values() for c in cells]
-    started = time.time()
-    with concurrent.futures.ProcessPoolExecutor(
-        min(jobs, len(by_task)), mp_context=context, initializer=_use_threads, initargs=(threads, mode)
-    ) as pool:
-        pending = {
-            pool.submit(_run_cells, suite, cells, out_dir, teacher_cache, False, group_size) for cells in by_task.values()
-        }
-        finished: list[concurrent.futures.Future] = []
-        with tqdm(total=len(todo), desc=f"suite {suite.name} ({jobs} jobs)", unit="cell", disable=not progress) as bar:
-            while pending:
-                done, pending = concurrent.futures.wait(pending, timeout=5, return_when=concurrent.futures.FIRST_EXCEPTION)
-                finished += done
-                failed = [f.exception() for f in done if f.exception() is not None]
-                if failed:
-                    pool.shutdown(wait=False, cancel_futures=True)  # workers finish the task they are on
-                    raise failed[0]
-                bar.update(sum(_written_since(out_dir, c, started) for c in todo) - bar.n)
-    return [future.result() for future in finished]
-
-
-def _written_since(out_dir: Path, cell: CellKey, started: float) -> bool:
-    """The cell's record was (re)written by this run (a stale one from before does not count)."""
-    return is_done(out_dir, cell) and cell.record_path(out_dir).stat().st_mtime >= started - 1
-
-
-def _use_threads(threads: int, mode: numerics.NumericsMode) -> None:
-    numerics.check_applied(mode)
-    torch.set_num_threads(threads)
 
 
 def _claim_mode(folder: Path, mode: numerics.NumericsMode) -> None:

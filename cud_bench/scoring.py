@@ -141,7 +141,7 @@ class ShiftSets:
     """
 
     def __init__(self, suite: SuiteSpec, data: TaskData, teacher_probs: Callable[[], TeacherProbs]) -> None:
-        from shifts import ScoredSplits, shifts
+        from shifts import ScoredSplits
 
         self.data = data
         self.sets: list[Any] = []
@@ -149,11 +149,7 @@ class ShiftSets:
         self.rows: dict[str, np.ndarray] = {}  # a labelled set made from clean test rows -> those rows
         splits = ScoredSplits(data.test.ids, data.test.texts, data.test.labels, data.train.labels)
         position = {id_: i for i, id_ in enumerate(data.test.ids)}
-        applicable = [shift for _, shift in shifts.items() if shift.applies_to(data.spec.name)]
-        chosen = [s for s in applicable if s.spec.family in suite.shifts or s.spec.name in suite.shifts]
-        families = {s.spec.family for s in chosen}
-        chosen += [s for s in applicable if s.reference_for in families and s not in chosen]
-        for shift in chosen:
+        for shift in self.chosen(suite, data.spec.name):
             spec = shift.spec
             extra = {"teacher_probs": teacher_probs()} if "teacher_probs" in spec.requires else {}
             for severity in spec.severities:
@@ -172,6 +168,21 @@ class ShiftSets:
                     self.not_scored[set_id] = "equals the clean test set"
                 else:
                     self.sets.append(shifted)
+
+    @staticmethod
+    def chosen(suite: SuiteSpec, task: str) -> list[Any]:
+        """The shifts scored on ``task``: the suite's that apply to it, plus the clean reference of each chosen family."""
+        from shifts import shifts
+
+        applicable = [shift for _, shift in shifts.items() if shift.applies_to(task)]
+        chosen = [s for s in applicable if s.spec.family in suite.shifts or s.spec.name in suite.shifts]
+        families = {s.spec.family for s in chosen}
+        return chosen + [s for s in applicable if s.reference_for in families and s not in chosen]
+
+    @staticmethod
+    def needs_teacher_probs(suite: SuiteSpec, task: str) -> bool:
+        """Whether building ``task``'s sets calls ``teacher_probs`` (the ensemble's teachers): an executor trains them first."""
+        return any("teacher_probs" in shift.spec.requires for shift in ShiftSets.chosen(suite, task))
 
     @property
     def shift_ids(self) -> list[str]:

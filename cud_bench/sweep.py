@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cud_bench.errors import CudBenchError
+from cud_bench.executors import Executor
 from cud_bench.methods import get_method, variant_name
 from cud_bench.runner import RunSummary, run_suite
 from cud_bench.suites import SuiteSpec
@@ -43,8 +44,15 @@ def sweep_methods(method: str, grid: dict[str, list[str]]) -> list[str]:
 
 
 def run_sweep(
-    suite: SuiteSpec, method: str, grid: dict[str, list[str]], out_dir: Path, *, also: Sequence[str] = ("kd",), jobs: int = 1
+    suite: SuiteSpec,
+    method: str,
+    grid: dict[str, list[str]],
+    out_dir: Path,
+    *,
+    also: Sequence[str] = ("kd",),
+    jobs: int = 1,
+    executor: Executor | None = None,
 ) -> tuple[list[str], RunSummary]:
     """Run ``suite`` on every grid point of ``method`` plus the methods ``also`` (the comparisons)."""
     variants = sweep_methods(method, grid)
-    return variants, run_suite(suite.restrict(methods=[*also, *variants]), out_dir, jobs=jobs)
+    return variants, run_suite(suite.restrict(methods=[*also, *variants]), out_dir, jobs=jobs, executor=executor)

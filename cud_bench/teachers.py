@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TEACHER_CACHE_VERSION = 1
 
+def ensemble_recipe() -> Component:
+    """The recipe of the ambiguity ensemble's teachers (:meth:`TeacherStore.seed_ensemble`)."""
+    return component("teacher", "ce")
+
+
 @dataclasses.dataclass(frozen=True)
 class Trained:
     """A trained network, the logits the runner needs, and its post-hoc temperature."""
@@ -81,6 +86,10 @@ class TeacherStore:
         """The teacher trained on the whole training split: it labels (in-sample) and is scored."""
         return self._get(data, recipe, seed, None)
 
+    def get(self, data: TaskData, recipe: Component, seed: int, fold: int | None) -> Trained:
+        """One teacher (``fold`` None: the full-data one), loaded or trained now: the unit an executor schedules."""
+        return self._get(data, recipe, seed, fold)
+
     def out_of_fold(self, data: TaskData, recipe: Component, seed: int) -> np.ndarray:
         """Cross-fitted logits on the training split: each fold labelled by a teacher that never saw it."""
         oof = np.zeros((len(data.train.labels), data.num_classes), dtype=np.float32)
@@ -116,7 +125,7 @@ class TeacherStore:
 
         The runner passes the suite's ``ensemble_seeds``, which no suite shares with its
         training seeds: these teachers are never the ones a method distils."""
-        ce = component("teacher", "ce")
+        ce = ensemble_recipe()
         return TeacherProbs(
             data.test.ids,
             tuple(calibration.apply_temperature(self.full(data, ce, seed).logits["test"], 1.0) for seed in seeds),

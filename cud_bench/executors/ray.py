@@ -1,0 +1,271 @@
+"""The Ray executor: every teacher and every cell of a run as a task on a Ray cluster.
+
+Why Ray: when one machine is not enough, an existing distributed engine schedules,
+retries and moves work between machines; this module only maps a run onto it:
+
+- one Ray task per distinct teacher the missing cells need (task, recipe, seed,
+  fold, and the ambiguity ensemble's teachers), so each is trained once across the
+  cluster (:func:`cud_bench.runner.train_teacher`);
+- one Ray task per cell (:func:`cud_bench.runner.run_cells`), given its teachers'
+  ObjectRefs as arguments: Ray starts it only once they are trained;
+- every task asks for its architecture's resources (:data:`ARCH_RESOURCES`: one CPU,
+  and one GPU for the ``finetune`` architecture) and runs one torch thread per CPU.
+
+Every node must see the output folder and the cache (``$CUD_BENCH_CACHE``) at the
+same path as the driver: a shared filesystem (NFS, CephFS, ...). Teachers, features
+and records are read and written there atomically, as in a local run, so a task
+killed mid-way leaves no partial record, its retry (``max_retries``, on any node)
+starts clean, and a run resumes whichever executor started it. A node that cannot
+see them fails its task with a message saying so.
+
+Ray must not phone home: :data:`RAY_ENV` (no usage statistics, no metrics
+collection) is set before Ray starts, and a Ray instance started here has no
+dashboard. Ray is imported only when this executor runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from cud_bench import numerics
+from cud_bench.errors import CudBenchError
+from cud_bench.executors.base import Executor, Plan, register_executor
+from cud_bench.io import cache_dir
+
+if TYPE_CHECKING:
+    from cud_bench.records import CellKey
+    from cud_bench.runner import Counts, TeacherNeed
+    from cud_bench.suites import SuiteSpec
+    from cud_bench.taskdata import Inputs, TaskData
+
+# Set in the driver before Ray starts (a local instance's processes inherit them).
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_enable_metrics_collection": "0"}
+# The driver's variables every task gets (the cache is set to the driver's folder, resolved).
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What one task asks the cluster for."""
+
+    num_cpus: float = 1
+    num_gpus: float = 0
+
+
+# By architecture name (``model_presets.get(preset)().name``); an architecture not listed asks for Resources().
+ARCH_RESOURCES: dict[str, Resources] = {"finetune": Resources(num_cpus=1, num_gpus=1)}
+
+
+def resources_for(preset: str) -> Resources:
+    """The resources of a task that trains the model preset ``preset``."""
+    from cud_bench.suites import model_presets
+
+    return ARCH_RESOURCES.get(model_presets.get(preset)().name, Resources())
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What every task of a run needs to find its work on any node (absolute paths, the numerics mode)."""
+
+    suite: SuiteSpec
+    out_dir: Path
+    teacher_cache: Path | None
+    cache: Path
+    mode: str
+
+
+@register_executor("ray")
+class RayExecutor(Executor):
+    """Teachers and cells as Ray tasks: on the cluster at ``address`` (``auto``: the one ``ray start``
+    started on this machine; ``HOST:PORT``: its head), or on a Ray instance started here for the
+    run (``address`` None); a process already connected to Ray uses that cluster. A task whose worker
+    or node dies is retried ``max_retries`` times; an error the task itself raises is not retried."""
+
+    def __init__(self, address: str | None = None, max_retries: int = 3) -> None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise CudBenchError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+        self.address, self.max_retries = address, max_retries
+
+    def run(self, plan: Plan) -> list[Counts]:
+        if not plan.cells:
+            return []
+        ray = _import_ray()
+        started = not ray.is_initialized()
+        if started:
+            connect(ray, self.address)
+        try:
+            return self._run(ray, plan)
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _run(self, ray: Any, plan: Plan) -> list[Counts]:
+        from cud_bench.runner import teachers_needed
+
+        suite = plan.suite
+        job = Job(
+            suite,
+            plan.out_dir.resolve(),
+            plan.teacher_cache and plan.teacher_cache.resolve(),
+            cache_dir().resolve(),
+            plan.mode.name,
+        )
+        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        runtime_env = {"env_vars": {**env, **plan.mode.env, "CUD_BENCH_CACHE": str(job.cache)}}
+        teacher_res = resources_for(suite.teacher)
+        student_res = {name: resources_for(name) for name in dict.fromkeys(c.student for c in plan.cells)}
+        _check_feasible(ray, {f"teacher {suite.teacher}": teacher_res, **{f"student {k}": v for k, v in student_res.items()}})
+
+        def options(res: Resources, name: str) -> dict[str, Any]:
+            return {
+                "num_cpus": res.num_cpus, "num_gpus": res.num_gpus, "max_retries": self.max_retries,
+                "retry_exceptions": False, "runtime_env": runtime_env, "name": name,
+            }
+
+        teacher_task, cells_task = ray.remote(_teacher_task), ray.remote(_cells_task)
+        teachers: dict[tuple, Any] = {}  # TeacherNeed.key -> ObjectRef: each teacher one task
+        labels: dict[Any, tuple[str, int]] = {}  # ObjectRef -> (what it runs, cells it writes)
+        for unit in units(plan.cells):
+            needs = [need for cell in unit for need in teachers_needed(suite, cell)]
+            for need in needs:
+                if need.key not in teachers:
+                    ref = teacher_task.options(**options(teacher_res, need.label)).remote(job, need)
+                    teachers[need.key], labels[ref] = ref, (need.label, 0)
+            deps = list({need.key: teachers[need.key] for need in needs}.values())
+            label = ", ".join(cell.stem for cell in unit)
+            ref = cells_task.options(**options(student_res[unit[0].student], label)).remote(job, unit, *deps)
+            labels[ref] = (label, len(unit))
+        return self._collect(ray, labels, plan)
+
+    def _collect(self, ray: Any, labels: dict[Any, tuple[str, int]], plan: Plan) -> list[Counts]:
+        """Wait for every task; the bar counts the cells finished anywhere on the cluster."""
+        counts: list[Counts] = []
+        pending = list(labels)
+        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+        desc = f"suite {plan.suite.name} (ray, {nodes} node{'s' if nodes != 1 else ''})"
+        with tqdm(total=len(plan.cells), desc=desc, unit="cell", disable=not plan.progress) as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1, timeout=1.0)  # a timeout lets other threads run
+                for ref in done:
+                    label, n_cells = labels[ref]
+                    try:
+                        counts.append(ray.get(ref))
+                    except ray.exceptions.RayError as exc:
+                        for other in pending:
+                            ray.cancel(other)
+                        raise self._failure(ray, exc, label) from None
+                    if n_cells:
+                        bar.update(n_cells)
+        return counts
+
+    def _failure(self, ray: Any, exc: Exception, label: str) -> BaseException:
+        """A task's own error as it was raised; a lost worker or node (after the retries) as a CudBenchError."""
+        if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, BaseException):
+            return exc.cause
+        return CudBenchError(
+            f"{label}: failed on the Ray cluster after {self.max_retries} retries ({type(exc).__name__}: {exc}); "
+            "finished cells are kept, rerun the same command to resume"
+        )
+
+
+def units(cells: tuple[CellKey, ...]) -> list[tuple[CellKey, ...]]:
+    """The cells one Ray task runs through :func:`cud_bench.runner.run_cells`: one cell each."""
+    return [(cell,) for cell in cells]
+
+
+def connect(ray: Any, address: str | None) -> None:
+    """``ray.init`` without phoning home: :data:`RAY_ENV` first; a new local instance has no dashboard."""
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address is None:
+        kwargs.update(address="local", include_dashboard=False)
+    else:
+        kwargs["address"] = address
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise CudBenchError(
+            f"cannot connect to a Ray cluster at --address {address}: {exc} (start one with `ray start --head`, "
+            "see README 'Running on a cluster')"
+        ) from None
+
+
+def _import_ray() -> Any:
+    os.environ.update(RAY_ENV)
+    try:
+        import ray
+    except ImportError:
+        raise CudBenchError("--executor ray needs the ray package (pinned in requirements.lock; run setup.sh)") from None
+    return ray
+
+
+def _check_feasible(ray: Any, needs: dict[str, Resources]) -> None:
+    """Refuse a run whose tasks no node could take (Ray would wait for them forever)."""
+    total = ray.cluster_resources()
+    for what, res in needs.items():
+        for key, amount in (("CPU", res.num_cpus), ("GPU", res.num_gpus)):
+            if amount > total.get(key, 0):
+                raise CudBenchError(
+                    f"a {what} task asks for {amount:g} {key}; the Ray cluster has {total.get(key, 0):g} "
+                    f"(add a node with one: `ray start --address HEAD:PORT --num-gpus 1`)"
+                )
+
+
+# -- what runs on the nodes ----------------------------------------------------------------
+
+
+def _enter(job: Job) -> None:
+    """Check that this node sees the run's folders and runs in its numerics mode; one torch thread per CPU."""
+    import ray
+    import torch
+
+    marker = job.out_dir / job.suite.name / "numerics.json"  # written by the driver before any task
+    for path, what in ((marker, "the output folder (--out)"), (job.cache, "the cache ($CUD_BENCH_CACHE)")):
+        if not path.exists():
+            raise CudBenchError(
+                f"node {platform.node()} cannot see {what} at {path}: put it on a filesystem every node "
+                "mounts at the same path (see README 'Running on a cluster')"
+            )
+    numerics.check_applied(numerics.modes.get(job.mode))
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(numerics.modes.get(job.mode).threads or max(1, int(cpus)))
+
+
+@functools.lru_cache(maxsize=4)
+def _task_data(suite: SuiteSpec, task: str) -> TaskData:
+    """A task's capped splits, kept by the worker process for its next teacher of the same task."""
+    from cud_bench.taskdata import prepare_task
+
+    return prepare_task(task, suite)
+
+
+@functools.lru_cache(maxsize=1)
+def _inputs() -> Inputs:
+    """The worker process's memo of model inputs (keyed by architecture and texts: safe across tasks)."""
+    from cud_bench.taskdata import Inputs
+
+    return Inputs(False)
+
+
+def _teacher_task(job: Job, need: TeacherNeed) -> Counts:
+    from cud_bench.runner import train_teacher
+
+    _enter(job)
+    trained, reused = train_teacher(job.suite, _task_data(job.suite, need.task), need, job.teacher_cache, _inputs())
+    return 0, trained, reused, {}, {}
+
+
+def _cells_task(job: Job, cells: tuple[CellKey, ...], *teachers: Counts) -> Counts:
+    """``teachers`` (the teacher tasks' results, unused) make Ray start this task only once they are trained."""
+    from cud_bench.runner import run_cells
+
+    _enter(job)
+    written, trained, _loaded, not_scored, rebuilt = run_cells(job.suite, list(cells), job.out_dir, job.teacher_cache, False)
+    return written, trained, {}, not_scored, rebuilt  # teachers loaded here were counted by their own task
