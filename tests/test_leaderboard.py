@@ -56,44 +56,48 @@ def _probs(rng: np.random.Generator, labels: np.ndarray, method: str) -> np.ndar
     return softmax(sharpness * logits, axis=1)
 
 
-def write_run(out: Path, *, methods=tuple(METHODS), seeds=SEEDS, variant: int = 0, method_hash: dict | None = None) -> Path:
+def write_run(
+    out: Path, *, methods=tuple(METHODS), seeds=SEEDS, variant: int = 0, method_hash: dict | None = None,
+    tasks=("toy",), students=("mlp-l3",),
+) -> Path:
     """Synthetic runner records under ``out/unit/records``. "cud" gets kd's predictions exactly
-    (so it is indistinguishable from kd); ``variant`` changes every prediction."""
-    for method in methods:
-        for seed in seeds:
-            rng = np.random.default_rng([SEEDS.index(seed), variant, 0 if method == "cud" else list(METHODS).index(method)])
-            predictions = {"clean/probs": _probs(rng, LABELS, method), "clean/labels": LABELS}
-            predictions["shift/typo@v1/1/probs"] = _probs(rng, SHIFT_LABELS, method)
-            predictions["shift/typo@v1/1/labels"] = SHIFT_LABELS
-            predictions["shift/typo@v1/2/probs"] = _probs(rng, SHIFT_LABELS, method) ** 0.5
-            predictions["shift/typo@v1/2/probs"] /= predictions["shift/typo@v1/2/probs"].sum(1, keepdims=True)
-            predictions["shift/typo@v1/2/labels"] = SHIFT_LABELS
-            predictions["shift/tail@v1/1/rows"] = TAIL_ROWS
-            predictions["shift/unknown-intents@v1/1/probs"] = softmax(rng.normal(0, 1, (N_OOS, C)), axis=1)
-            sizes = {"typo@v1": N_SHIFT, "tail@v1": len(TAIL_ROWS), "unknown-intents@v1": N_OOS}
-            record = {
-                "specs": {
-                    "task": {"hash": content_hash("toy"), "id": "toy@v1", "subset": "all", "spec": {"name": "toy"}},
-                    "method": {"hash": (method_hash or {}).get((method, seed), content_hash(method)), "spec": {"name": method}},
-                    "suite": {"hash": content_hash("unit"), "spec": {"name": "unit", "seeds": list(seeds), "max_test": None}},
-                    "teacher_arch": {"hash": content_hash("teacher"), "spec": {}},
-                    "student_arch": {"hash": content_hash("student"), "spec": {}},
-                    "shifts": {s: {"hash": content_hash(s), "spec": {k: v for k, v in info.items() if k != "severities"}} for s, info in SHIFTS.items()},
-                },
-                "student": {
-                    "clean": {"n": N_CLEAN, "temperature": 1.25 + 0.25 * seed},
-                    "shifts": {s: {str(v): {"n": sizes[s]} for v in info["severities"]} for s, info in SHIFTS.items()},
-                },
-                "teacher": None if method == "ce" else {
-                    "recipe": "ce", "train_accuracy": 0.99,
-                    "targets": {"rows_changed": 0.1, "temperature": None, "accuracy": 0.98, "mean_confidence": 0.9},
-                    "clean": {v: {m: 0.5 + 0.01 * seed for m in TEACHER_METRICS} for v in ("raw", "ts")},
-                    "training": {"train_examples_per_s": 1000.0 + seed},
-                },
-                "training": {"best_epoch": 3, "epochs_run": 5, "selection_rule": "best-val-accuracy", "history": [{"epoch": 1}]},
-                "provenance": {"cud_bench_version": "0.1.0", "git_commit": None, "variant": variant},
-            }
-            write_record(out, CellKey("unit", "toy", method, seed, "cross-fit", "mlp-l3"), record, predictions)
+    (so it is indistinguishable from kd); ``variant`` changes every prediction; other tasks and
+    students than the first get other predictions."""
+    for method, seed, task, student in [(m, s, t, a) for m in methods for s in seeds for t in tasks for a in students]:
+        other = [tasks.index(task), students.index(student)] if (task, student) != (tasks[0], students[0]) else []
+        rng = np.random.default_rng([SEEDS.index(seed), variant, 0 if method == "cud" else list(METHODS).index(method), *other])
+        predictions = {"clean/probs": _probs(rng, LABELS, method), "clean/labels": LABELS}
+        predictions["shift/typo@v1/1/probs"] = _probs(rng, SHIFT_LABELS, method)
+        predictions["shift/typo@v1/1/labels"] = SHIFT_LABELS
+        predictions["shift/typo@v1/2/probs"] = _probs(rng, SHIFT_LABELS, method) ** 0.5
+        predictions["shift/typo@v1/2/probs"] /= predictions["shift/typo@v1/2/probs"].sum(1, keepdims=True)
+        predictions["shift/typo@v1/2/labels"] = SHIFT_LABELS
+        predictions["shift/tail@v1/1/rows"] = TAIL_ROWS
+        predictions["shift/unknown-intents@v1/1/probs"] = softmax(rng.normal(0, 1, (N_OOS, C)), axis=1)
+        sizes = {"typo@v1": N_SHIFT, "tail@v1": len(TAIL_ROWS), "unknown-intents@v1": N_OOS}
+        record = {
+            "specs": {
+                "task": {"hash": content_hash(task), "id": f"{task}@v1", "subset": "all", "spec": {"name": task}},
+                "method": {"hash": (method_hash or {}).get((method, seed), content_hash(method)), "spec": {"name": method}},
+                "suite": {"hash": content_hash("unit"), "spec": {"name": "unit", "seeds": list(seeds), "max_test": None}},
+                "teacher_arch": {"hash": content_hash("teacher"), "spec": {}},
+                "student_arch": {"hash": content_hash("student"), "spec": {}},
+                "shifts": {s: {"hash": content_hash(s), "spec": {k: v for k, v in info.items() if k != "severities"}} for s, info in SHIFTS.items()},
+            },
+            "student": {
+                "clean": {"n": N_CLEAN, "temperature": 1.25 + 0.25 * seed},
+                "shifts": {s: {str(v): {"n": sizes[s]} for v in info["severities"]} for s, info in SHIFTS.items()},
+            },
+            "teacher": None if method == "ce" else {
+                "recipe": "ce", "train_accuracy": 0.99,
+                "targets": {"rows_changed": 0.1, "temperature": None, "accuracy": 0.98, "mean_confidence": 0.9},
+                "clean": {v: {m: 0.5 + 0.01 * seed for m in TEACHER_METRICS} for v in ("raw", "ts")},
+                "training": {"train_examples_per_s": 1000.0 + seed},
+            },
+            "training": {"best_epoch": 3, "epochs_run": 5, "selection_rule": "best-val-accuracy", "history": [{"epoch": 1}]},
+            "provenance": {"cud_bench_version": "0.1.0", "git_commit": None, "variant": variant},
+        }
+        write_record(out, CellKey("unit", task, method, seed, "cross-fit", student), record, predictions)
     return out / "unit" / "records"
 
 
