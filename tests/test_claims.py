@@ -149,7 +149,7 @@ def test_views_show_teacher_costs_and_claim_verdicts(release, tmp_path):
     assert "| unit | toy | ce | 3 | 51.0 | 51.00 | 51.0 | 1,001 | 1.00× |" in md
     assert "## Claims: paper.yaml" in md and "| kd-beats-ce | kd higher than ce | accuracy (raw, each) | **holds** |" in md
     page = (tmp_path / "views" / "index.html").read_text()
-    assert "<h2>Teachers</h2>" in page and "<td>holds</td>" in page
+    assert "<h2>Teachers</h2>" in page and '<span class="verdict holds">holds</span> <b>kd-beats-ce</b>' in page
 
 
 def test_verdicts_carry_their_forest_plot_rows_per_task_unit_and_sign_test_task(results):
