@@ -320,7 +320,7 @@ def _env() -> jinja2.Environment:
 
 def page_data(release: Release, rows: Sequence[Row], metrics: Sequence[str], figure_files: dict[Board, list[str]], out_dir: Path) -> dict[str, Any]:
     """Everything the page's script filters, compactly: boards, then rows with their values as
-    [family][variant][metric] -> [mean, std, low, high, delta, delta_low, delta_high, p, rank, note] or null."""
+    [family][variant][metric] -> :func:`_compact` or null."""
     from leaderboard.views import display  # labels have one home: views
 
     up = Path(os.path.relpath(release.path, out_dir)).as_posix()
@@ -349,9 +349,14 @@ def page_data(release: Release, rows: Sequence[Row], metrics: Sequence[str], fig
 
 
 def _compact(stat: Stat | None) -> list | None:
+    """[mean, std, low, high, delta, delta_low, delta_high, p, rank, note] without its trailing
+    empty fields (most sets are not bootstrapped: two numbers instead of ten keep the page small)."""
     if stat is None or stat.note == "not scored":
         return None
-    return [_round(getattr(stat, k)) if k != "rank" else stat.rank for k in STAT_FIELDS] + [stat.note]
+    out = [_round(getattr(stat, k)) if k != "rank" else stat.rank for k in STAT_FIELDS] + [stat.note]
+    while out and out[-1] in (None, ""):
+        out.pop()
+    return out
 
 
 def render(

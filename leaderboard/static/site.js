@@ -39,8 +39,9 @@
     return Number(kept.charAt(kept.length - 1)) % 2 === 0 ? (x < 0 ? "-" : "") + kept : up;
   }
   function metricInfo() { return data.metrics[state.metric]; }
-  function fmt(x) { var m = metricInfo(); return x === null ? "–" : fixed(m.scale * x, m.decimals); }
-  function fmtSigned(x) { return x === null ? "–" : (x >= 0 ? "+" : "") + fmt(x); }
+  function fmt(x) { var m = metricInfo(); return x == null ? "–" : fixed(m.scale * x, m.decimals); }
+  function fmtSigned(x) { return x == null ? "–" : (x >= 0 ? "+" : "") + fmt(x); }
+  function field(v, name) { var x = v[FIELD[name]]; return x === undefined ? (name === "note" ? "" : null) : x; }
 
   // -- state in the address ------------------------------------------------------------
   function readState() {
@@ -95,7 +96,7 @@
     var cells = methods.map(function (method) {
       return data.choices.family.map(function (family) {
         var means = rows.filter(function (r) { return r.method === method; })
-          .map(function (r) { var v = value(r, family); return v ? v[FIELD.mean] : null; })
+          .map(function (r) { var v = value(r, family); return v ? field(v, "mean") : null; })
           .filter(function (x) { return x !== null; });
         var sum = 0;
         means.forEach(function (x) { sum += x; });
@@ -129,7 +130,7 @@
     if (key === "method") return row.method;
     if (key === "seeds") return row.seeds.length;
     var v = value(row);
-    return v ? v[FIELD[key]] : null;
+    return v ? field(v, key) : null;
   }
   function sortRows(rows) {
     if (!state.sort) return rows;
@@ -153,7 +154,7 @@
       return th;
     })));
     var open = boardOpen();
-    var column = rows.map(function (r) { var v = value(r); return v ? v[FIELD.mean] : null; });
+    var column = rows.map(function (r) { var v = value(r); return v ? field(v, "mean") : null; });
     table.tBodies[0].replaceChildren.apply(table.tBodies[0], sortRows(rows).map(function (r) {
       var b = data.boards[r.board], v = value(r);
       var sameTask = column.filter(function (_, i) { return data.boards[rows[i].board].task === b.task; });
@@ -164,18 +165,18 @@
       tr.appendChild(el("td", { text: String(r.seeds.length) }));
       if (!v) {
         tr.appendChild(el("td", { colspan: "5", className: "text", text: "not scored" }));
-      } else if (v[FIELD.mean] === null) {
-        tr.appendChild(el("td", { colspan: "5", className: "text", text: "n/a: " + v[FIELD.note] }));
+      } else if (field(v, "mean") == null) {
+        tr.appendChild(el("td", { colspan: "5", className: "text", text: "n/a: " + field(v, "note") }));
       } else {
-        var mean = el("td", { "data-value": String(v[FIELD.mean]), title: v[FIELD.note] },
-          [fmt(v[FIELD.mean]) + (v[FIELD.std] === null ? "" : " ± " + fmt(v[FIELD.std]))]);
-        if (v[FIELD.mean] === best(sameTask) && sameTask.length > 1) mean.className = "best";
+        var mean = el("td", { "data-value": String(field(v, "mean")), title: field(v, "note") },
+          [fmt(field(v, "mean")) + (field(v, "std") == null ? "" : " ± " + fmt(field(v, "std")))]);
+        if (field(v, "mean") === best(sameTask) && sameTask.length > 1) mean.className = "best";
         tr.appendChild(mean);
-        tr.appendChild(el("td", { text: v[FIELD.low] === null ? "–" : "[" + fmt(v[FIELD.low]) + ", " + fmt(v[FIELD.high]) + "]" }));
-        tr.appendChild(el("td", {}, [fmtSigned(v[FIELD.delta]), v[FIELD.delta_low] === null ? null :
-          el("small", { text: " [" + fmtSigned(v[FIELD.delta_low]) + ", " + fmtSigned(v[FIELD.delta_high]) + "]" })]));
-        tr.appendChild(el("td", { text: v[FIELD.p] === null ? "–" : String(Number(v[FIELD.p].toPrecision(3))) }));
-        tr.appendChild(el("td", { className: "rank", text: v[FIELD.rank] === null ? "" : "#" + v[FIELD.rank] }));
+        tr.appendChild(el("td", { text: field(v, "low") == null ? "–" : "[" + fmt(field(v, "low")) + ", " + fmt(field(v, "high")) + "]" }));
+        tr.appendChild(el("td", {}, [fmtSigned(field(v, "delta")), field(v, "delta_low") == null ? null :
+          el("small", { text: " [" + fmtSigned(field(v, "delta_low")) + ", " + fmtSigned(field(v, "delta_high")) + "]" })]));
+        tr.appendChild(el("td", { text: field(v, "p") == null ? "–" : String(Number(field(v, "p").toPrecision(3))) }));
+        tr.appendChild(el("td", { className: "rank", text: field(v, "rank") == null ? "" : "#" + field(v, "rank") }));
       }
       tr.appendChild(links(r));
       return tr;
@@ -202,11 +203,11 @@
       return el("tr", { "data-method": r.method }, [el("td", { className: "text", text: r.method })].concat(data.choices.family.map(function (f) {
         var v = value(r, f);
         if (!v) return el("td", { text: "–" });
-        if (v[FIELD.mean] === null) return el("td", { title: v[FIELD.note], text: "n/a" });
-        var parts = [fmt(v[FIELD.mean]) + (v[FIELD.std] === null ? "" : " ± " + fmt(v[FIELD.std]))];
-        if (v[FIELD.low] !== null) parts.push(el("br"), el("small", { text: "[" + fmt(v[FIELD.low]) + ", " + fmt(v[FIELD.high]) + "]" }));
-        if (v[FIELD.delta] !== null) parts.push(el("br"), el("small", { text: "Δ " + fmtSigned(v[FIELD.delta]) + ", p=" + Number(v[FIELD.p].toPrecision(3)) }));
-        return el("td", { title: v[FIELD.note] }, parts);
+        if (field(v, "mean") == null) return el("td", { title: field(v, "note"), text: "n/a" });
+        var parts = [fmt(field(v, "mean")) + (field(v, "std") == null ? "" : " ± " + fmt(field(v, "std")))];
+        if (field(v, "low") != null) parts.push(el("br"), el("small", { text: "[" + fmt(field(v, "low")) + ", " + fmt(field(v, "high")) + "]" }));
+        if (field(v, "delta") != null) parts.push(el("br"), el("small", { text: "Δ " + fmtSigned(field(v, "delta")) + ", p=" + Number(field(v, "p").toPrecision(3)) }));
+        return el("td", { title: field(v, "note") }, parts);
       }), [links(r)]));
     }));
     var figures = document.getElementById("drill-figures");
