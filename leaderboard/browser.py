@@ -185,3 +185,24 @@ class Browser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m leaderboard.browser PAGE.html OUT.png [WIDTH HEIGHT]``: a screenshot of a page's top (the README's)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (2, 4):
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    width, height = (int(args[2]), int(args[3])) if len(args) == 4 else (1280, 900)
+    with Browser(width, height) as browser:
+        browser.open(Path(args[0]).resolve().as_uri())
+        problems = browser.errors()
+        size = browser.screenshot(Path(args[1]))
+    print(f"{args[1]}: {size:,} bytes" + (f"; the page reported: {problems}" if problems else ""))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
