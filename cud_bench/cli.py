@@ -296,7 +296,7 @@ def _add_leaderboard(commands: Subparsers) -> None:
     rescore.add_argument("version", help="the release, e.g. 1.0.0")
     rescore.add_argument("--reason", required=True, help="why, recorded in every replaced entry and in the release's notes")
     rescore.set_defaults(func=_cmd_leaderboard_rescore)
-    build = actions.add_parser("build", parents=[common], help="render LEADERBOARD.md, leaderboard.csv and index.html (+ figures)")
+    build = actions.add_parser("build", parents=[common], help="render LEADERBOARD.md, the CSVs, claims.json and the site (index.html, assets, figures)")
     build.add_argument("version", nargs="?", help="the release (default: the newest)")
     build.add_argument("--out", help="output folder (default: <release>/views)")
     build.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per interval and test (default 1000)")

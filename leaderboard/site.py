@@ -291,10 +291,9 @@ def forest(claim: dict[str, Any]) -> dict[str, Any] | None:
     def x(v: float) -> str:
         return f"{FOREST_LABEL + (v - lo) / (hi - lo) * FOREST_WIDTH:.1f}"
 
-    suites = {r["label"].split("/")[0] for r in claim["parts"] if "/" in r["label"]}
+    labels = _short_labels([r["label"] for r in rows if not r.get("pooled")]) + ["pooled"]
     out = []
-    for i, r in enumerate(rows):
-        label = r["label"].split("/", 1)[1] if len(suites) == 1 and "/" in r["label"] and " / " not in r["label"] else r["label"]
+    for i, (r, label) in enumerate(zip(rows, labels)):
         out.append({
             "y": f"{(i + 1) * FOREST_ROW:.0f}", "label": label[:28], "title": f"{r['label']}: {r['effect']:+.4f}"
             + (f" [{r['low']:+.4f}, {r['high']:+.4f}]" if r.get("low") is not None else ""),
@@ -306,6 +305,17 @@ def forest(claim: dict[str, Any]) -> dict[str, Any] | None:
         "width": FOREST_LABEL + FOREST_WIDTH + 10, "height": height, "zero": x(0.0), "rows": out,
         "axis_y": f"{height - 4}", "ticks": [{"x": x(v), "text": f"{v:+.3g}"} for v in (lo + pad, hi - pad) if abs(v) > 1e-12],
     }
+
+
+def _short_labels(labels: list[str]) -> list[str]:
+    """Labels without the parts every one of them shares ("cpu/rt-polarity" -> "rt-polarity";
+    "cpu / toy / cross-fit / mlp-l3 / clean" -> "toy / mlp-l3" when only task and student vary)."""
+    sep = " / " if any(" / " in x for x in labels) else "/"
+    split = [x.split(sep) for x in labels]
+    if len(labels) < 2 or len({len(parts) for parts in split}) != 1:
+        return [x.split("/", 1)[-1] if sep == "/" and len(labels) == 1 else x for x in labels]
+    keep = [i for i in range(len(split[0])) if len({parts[i] for parts in split}) > 1] or [len(split[0]) - 1]
+    return [sep.join(parts[i] for i in keep) for parts in split]
 
 
 # -- the page --------------------------------------------------------------------------
