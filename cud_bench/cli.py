@@ -335,17 +335,28 @@ def _add_leaderboard(commands: Subparsers) -> None:
     rescore.add_argument("version", help="the release, e.g. 1.0.0")
     rescore.add_argument("--reason", required=True, help="why, recorded in every replaced entry and in the release's notes")
     rescore.set_defaults(func=_cmd_leaderboard_rescore)
-    build = actions.add_parser("build", parents=[common], help="render LEADERBOARD.md, leaderboard.csv and index.html (+ figures)")
+    build = actions.add_parser("build", parents=[common], help="render LEADERBOARD.md, the CSVs, claims.json and the site (index.html, assets, figures)")
     build.add_argument("version", nargs="?", help="the release (default: the newest)")
     build.add_argument("--out", help="output folder (default: <release>/views)")
     build.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per interval and test (default 1000)")
     build.add_argument("--claims", nargs="+", default=(), metavar="FILE", help="claims files whose verdicts on the release the views show")
     build.set_defaults(func=_cmd_leaderboard_build)
-    show = actions.add_parser("show", parents=[common], help="print a table of mean ± std over seeds")
+    show = actions.add_parser(
+        "show", parents=[common], help="print the site's overview: claims, methods by set family, the rows (mean ± std over seeds)",
+        description="The overview views/index.html shows, with the same filters: the claims' verdicts (as the last build "
+        "wrote them to views/claims.json, or --claims checked now), the method x set-family table and the rows of one "
+        "suite, protocol and student, from the stored scores.",
+    )
     show.add_argument("version", nargs="?", help="the release (default: the newest)")
-    show.add_argument("--task", nargs="+", default=(), metavar="TASK", help="only these tasks")
-    show.add_argument("--metric", nargs="+", default=(), metavar="METRIC", help="metric ids (default: accuracy, ECE, NLL, Brier)")
+    show.add_argument("--suite", help="the suite (default: the first)")
+    show.add_argument("--task", default="all", help="one task, or all (default)")
+    show.add_argument("--protocol", help="target protocol (default: the first, e.g. cross-fit)")
+    show.add_argument("--student", help="student architecture (default: the first)")
     show.add_argument("--variant", choices=("raw", "ts"), default="raw", help="raw, or after temperature scaling")
+    show.add_argument("--family", default="clean", help="set family of the rows: clean, corruption, domain, ambiguous, long-tail")
+    show.add_argument("--metric", default="accuracy", help="metric id (default accuracy; e.g. ece/uniform/15/l1, nll, brier)")
+    show.add_argument("--claims", nargs="+", default=(), metavar="FILE", help="check these claims files now instead of reading the built verdicts")
+    show.add_argument("--format", choices=("text", "json"), default="text", help="plain-text tables or JSON")
     show.set_defaults(func=_cmd_leaderboard_show)
     diff = actions.add_parser("diff", parents=[common], help="list what changed between two releases")
     diff.add_argument("a", help="the older release")
@@ -400,12 +411,18 @@ def _cmd_leaderboard_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard_show(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from leaderboard.site import Filters, sections, show, to_json
     from leaderboard.store import open_release
-    from leaderboard.views import show_table
 
     release = open_release(args.version, _releases_root(args))
-    header, rows = show_table(release, tasks=args.task, metrics=args.metric, variant=args.variant)
-    print(_table(header, rows) if rows else f"release {release.version}: no entries match")
+    filters = Filters(args.suite, args.task, args.protocol, args.student, args.variant, args.family, args.metric)
+    view = show(release, filters, claims_files=[Path(p) for p in args.claims])
+    if args.format == "json":
+        print(to_json(view), end="")
+    else:
+        print("\n\n".join(f"{title}\n{_table(header, rows)}" if rows else f"{title}\n(none)" for title, header, rows in sections(view)))
     return 0
 
 

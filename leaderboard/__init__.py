@@ -8,8 +8,10 @@
 - :mod:`leaderboard.release`: importing a run, verifying a release;
 - :mod:`leaderboard.stats`: mean ± std, bootstrap intervals, paired tests against
   vanilla KD, ranks;
-- :mod:`leaderboard.views` and :mod:`leaderboard.figures`: LEADERBOARD.md, CSV,
-  HTML page, terminal table; :mod:`leaderboard.diff`: what changed between releases.
+- :mod:`leaderboard.views` and :mod:`leaderboard.figures`: LEADERBOARD.md, CSV, figures;
+  :mod:`leaderboard.site`: the site (index.html) and ``leaderboard show``'s overview;
+  :mod:`leaderboard.browser`: headless Chromium for its test and screenshots;
+  :mod:`leaderboard.diff`: what changed between releases.
 
 Committed releases live in ``leaderboard/releases/<version>/``.
 """

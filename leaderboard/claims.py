@@ -31,7 +31,9 @@ claimed side of zero; **fails** when it lies on the other side; otherwise
 seeds, or no unit to test), marked "(below resolution)" when the interval lies
 within plus or minus the minimum detectable effect. A sign test holds or fails
 only with p < 1 - level. Every verdict carries its raw p-value and Holm's
-adjustment over the claims of its file. A ``robust`` claim names a pattern of
+adjustment over the claims of its file, and its ``parts``: the effect per task (from the
+claim's own bootstrap replicates, so no new draws), per unit (``each``) or per sweep setting
+(``robust``), the rows of the site's forest plots. A ``robust`` claim names a pattern of
 sweep variants as side A (``cud+*``) and holds when at least ``robust`` of them
 hold; it fails when more than ``1 - robust`` of them fail.
 """
@@ -354,6 +356,18 @@ class Results:
 
 
 @dataclasses.dataclass(frozen=True)
+class Part:
+    """One row of a claim's forest plot: a task's effect A - B (its units aggregated as the claim
+    says, interval from the claim's own bootstrap replicates), or a unit's or sweep setting's."""
+
+    label: str
+    effect: float | None
+    low: float | None = None
+    high: float | None = None
+    n_units: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Verdict:
     """A claim's (or one unit's) outcome; ``effect`` is A - B aggregated as the claim says, with its
     hierarchical-bootstrap interval, raw and Holm-adjusted p-values (Holm over every claim of the
@@ -377,6 +391,7 @@ class Verdict:
     note: str = ""
     units: tuple[Verdict, ...] = ()
     label: str = ""  # the unit (board / set) or the sweep setting this verdict is about
+    parts: tuple[Part, ...] = ()  # per task (or unit / setting), in order: the forest plot's rows
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -428,7 +443,8 @@ def _check(claim: ClaimSpec, grouped: dict, results: Results) -> Verdict:
     share = {s: sum(v.status == s for v in settings) / len(settings) for s in STATUSES}
     status = "holds" if share["holds"] >= claim.robust else "fails" if share["fails"] > 1 - claim.robust else "inconclusive"
     note = f"holds for {share['holds']:.0%} of {len(settings)} settings (needs {claim.robust:.0%}), fails for {share['fails']:.0%}"
-    return dataclasses.replace(base, status=status, note=note)
+    parts = tuple(Part(v.label, v.effect, v.low, v.high, v.n_units) for v in settings)
+    return dataclasses.replace(base, status=status, note=note, parts=parts)
 
 
 def _cells(claim: ClaimSpec, a: Side, grouped: dict, results: Results) -> tuple[list[Cell], int]:
@@ -515,6 +531,7 @@ def _verdict(claim: ClaimSpec, a: Side, grouped: dict, results: Results) -> Verd
         return dataclasses.replace(
             base, status=status, units=parts, effect=float(np.mean(effects)) if effects else None, n_tasks=len({u.task for u in units}),
             n_seeds=min(p.n_seeds for p in parts), note=f"{sum(p.status == 'holds' for p in parts)} of {len(parts)} units hold" + _excluded_note(excluded),
+            parts=tuple(Part(p.label, p.effect, p.low, p.high, 1) for p in parts),
         )
     verdict = _decide(claim, a, units, base)
     return dataclasses.replace(verdict, note="; ".join(filter(None, [verdict.note, _excluded_note(excluded).lstrip("; ")])))
@@ -563,15 +580,21 @@ def _decide(claim: ClaimSpec, a: Side, units: list[inference.Unit], base: Verdic
     spec = MetricSpec.from_id(claim.metric)
     seed = int(content_hash((claim.id, str(a), claim.aggregate, [u.label for u in units]), 8), 16) >> 1
     bad_sign = 1.0 if claim.direction == "lower" else -1.0
-    est = inference.bootstrap(spec, units, claim.aggregate if claim.aggregate != "each" else "mean", seed=seed,
-                              n_resamples=claim.n_resamples, level=claim.level, bad_sign=bad_sign)
+    aggregate = claim.aggregate if claim.aggregate != "each" else "mean"
+    reps = inference.replicates(spec, units, seed=seed, n_resamples=claim.n_resamples)
+    est = inference.estimate(reps, aggregate, level=claim.level, bad_sign=bad_sign)
+    parts = []
+    for task in dict.fromkeys(u.task for u in units):  # each task from the same replicates: deterministic, no new draws
+        only = [i for i, u in enumerate(units) if u.task == task]
+        one = inference.estimate(reps, aggregate, level=claim.level, bad_sign=bad_sign, only=only)
+        parts.append(Part(task, one.effect, one.low, one.high, len(only)))
     status, resolution = inference.decide(est.low, est.high, est.mde, claim.direction)
     note = "" if status != "inconclusive" else "the interval straddles zero" + (" within the resolution (±MDE)" if resolution else "")
     if est.n_dropped:
         note = "; ".join(filter(None, [note, f"{est.n_dropped} replicate(s) drew no example of a set"]))
     return dataclasses.replace(
         base, status=status, resolution=resolution, effect=est.effect, low=est.low, high=est.high, p_value=est.p_value,
-        se=est.se, mde=est.mde, n_tasks=est.n_tasks, n_seeds=est.n_seeds, note=note,
+        se=est.se, mde=est.mde, n_tasks=est.n_tasks, n_seeds=est.n_seeds, note=note, parts=tuple(parts),
     )
 
 
@@ -585,7 +608,9 @@ def _sign_verdict(claim: ClaimSpec, a: Side, cells: list[Cell], base: Verdict) -
     seeds = sorted({s for _, s in pairs})
     tasks = sorted({t for t, _ in pairs})
     per_task = [np.mean([np.mean(v) for (t, _), v in pairs.items() if t == task]) for task in tasks]
-    base = dataclasses.replace(base, effect=float(np.mean(per_task)), n_seeds=len(seeds), n_tasks=len(tasks))
+    suites = {c.board.task: c.board.suite for c in cells}
+    parts = tuple(Part(f"{suites[t]}/{t}", float(e), n_units=sum(c.board.task == t for c in cells)) for t, e in zip(tasks, per_task))
+    base = dataclasses.replace(base, effect=float(np.mean(per_task)), n_seeds=len(seeds), n_tasks=len(tasks), parts=parts)
     if len(seeds) < claim.min_seeds:
         return dataclasses.replace(base, note=f"{len(seeds)} seed(s), the claim needs {claim.min_seeds}")
     diffs = np.array([np.mean(v) for v in pairs.values()])

@@ -1,5 +1,5 @@
-"""The views of a release: LEADERBOARD.md, leaderboard.csv (+ leaderboard-all.csv.gz), index.html with its
-figures, and the terminal table.
+"""The views of a release: LEADERBOARD.md, leaderboard.csv (+ leaderboard-all.csv.gz), claims.json, and
+the site (index.html with its assets and figures: :mod:`leaderboard.site`).
 
 Every view is a function of the release alone (entries and predictions), in a
 fixed order, with no timestamps and with bootstrap seeds derived from what each
@@ -18,18 +18,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gzip
-import html
 import io
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from cud_bench.errors import CudBenchError
 from cud_bench.io import write_bytes_atomic
 from cud_bench.metrics import reliability_bins
-from cud_bench.registry import did_you_mean
 from leaderboard import entry as entry_format
 from leaderboard import figures
 from leaderboard.entry import VARIANTS
@@ -100,8 +96,11 @@ def build(
     """Render every view of ``release`` into ``out_dir`` (default ``<release>/views``); returns the files.
 
     Figures no longer produced are removed, so the folder is exactly the build's output.
-    The verdicts of ``claims_files`` on the release are part of the Markdown and HTML views.
+    The verdicts of ``claims_files`` on the release are part of the Markdown view, the site and
+    claims.json (which ``leaderboard show`` prints).
     """
+    from leaderboard import site
+
     out_dir = Path(out_dir) if out_dir is not None else release.path / "views"
     entries = release.entries()
     all_stats: list[Stat] = []
@@ -117,17 +116,35 @@ def build(
     written = [out_dir / "figures" / name for names in figure_files.values() for name in names]
     for stale in sorted(set((out_dir / "figures").glob("*.*")) - set(written)):
         stale.unlink()
-    extra = _teachers_markdown(entries) + _claims_markdown(release, claims_files)
+    return sorted(write_views(release, out_dir, all_stats, figure_files, site.check_claims(release, claims_files), level) + written)
+
+
+def write_views(
+    release: Release, out_dir: Path, all_stats: list[Stat], figure_files: dict[Board, list[str]],
+    claim_sets: Sequence[tuple[str, list, list]], level: float = LEVEL,
+) -> list[Path]:
+    """Write every view but the figures from the build's statistics, figure names and claim verdicts."""
+    from leaderboard import site
+
+    entries = release.entries()
+    claims = site.claim_records(claim_sets)
+    extra = _teachers_markdown(entries) + _claims_markdown(release, claim_sets)
     main_sets = [s for s in all_stats if s.set_id.split("/")[0] in (entry_format.CLEAN, entry_format.POOL)]
+    legend = _legend(level, f"Below the mean: its {level:.0%} bootstrap interval (seeds × examples) where the build tested the set "
+                            f"(clean and pooled corruption), and Δ, the difference from {REFERENCE} on shared seeds, with its p-value.")
     views = {
         "LEADERBOARD.md": (markdown(release, all_stats, level) + extra).encode(),
         "leaderboard.csv": to_csv(main_sets).encode(),
         ALL_CSV: gzip.compress(to_csv(all_stats).encode(), mtime=0),
-        "index.html": page(release, all_stats, figure_files, level, extra).encode(),
+        site.CLAIMS_JSON: site.claims_json(claims).encode(),
+        **site.render(
+            release, all_stats, MAIN_METRICS, figure_files, out_dir, claims=claims,
+            teachers=(TEACHER_HEADER, teacher_rows(entries)), legend=legend, level=level,
+        ),
     }
     for name, data in views.items():
         write_bytes_atomic(out_dir / name, data)
-    return sorted([out_dir / name for name in views] + written)
+    return [out_dir / name for name in views]
 
 
 def _board_figures(
@@ -230,14 +247,12 @@ def _teachers_markdown(entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(md_escape(c) for c in r) + " |" for r in rows] + [""]) + "\n"
 
 
-def _claims_markdown(release: Release, claims_files: Sequence[Path]) -> str:
-    from leaderboard.claims import Results, check, load_claims, to_markdown
+def _claims_markdown(release: Release, claim_sets: Sequence[tuple[str, list, list]]) -> str:
+    from leaderboard.claims import to_markdown
 
     parts = []
-    for path in claims_files:
-        claims = load_claims(Path(path))
-        verdicts = check(claims, Results.from_release(release))
-        parts += [f"## Claims: {Path(path).name}", "", to_markdown(verdicts, claims, f"release {release.version}")]
+    for name, claims, verdicts in claim_sets:
+        parts += [f"## Claims: {name}", "", to_markdown(verdicts, claims, f"release {release.version}")]
     return "\n".join(parts)
 
 
@@ -275,11 +290,6 @@ def md_escape(text: Any) -> str:
         str(text).replace("\\", "\\\\").replace("|", "\\|").replace("&", "&amp;")
         .replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
     )  # fmt: skip
-
-
-def _md_unescape(text: str) -> str:
-    """The text :func:`md_escape` embedded (for the HTML view, which escapes it its own way)."""
-    return html.unescape(re.sub(r"\\([\\|])", r"\1", text))
 
 
 def _legend(level: float, details: str) -> str:
@@ -331,195 +341,6 @@ def to_csv(stats: list[Stat]) -> str:
 
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
-
-
-# -- HTML ------------------------------------------------------------------------------
-def page(
-    release: Release, stats: list[Stat], figure_files: dict[Board, list[str]], level: float = LEVEL, extra_markdown: str = ""
-) -> str:
-    """index.html: a sortable table and the figures; no network needed (inline CSS and JS, local PNG figures)."""
-    index = _index(stats)
-    columns = [(s, m) for s in MAIN_SETS for m in MAIN_METRICS]
-    head = "".join(f'<th data-type="text">{h}</th>' for h in ("suite", "protocol", "student", "task", "method", "variant"))
-    head += "".join(f'<th data-type="number">{html.escape(set_label(s))}<br>{html.escape(display(m).label)}</th>' for s, m in columns)
-    body = []
-    for (suite, protocol, student, variant), rows in _sections(index):
-        for board, method in rows:
-            cells = "".join(f"<td>{html.escape(v)}</td>" for v in (suite, protocol, student, board.task, method, variant))
-            cells += "".join(_html_cell(index.get((board, method, s, variant, m))) for s, m in columns)
-            body.append(f"<tr>{cells}</tr>")
-    sections = []
-    for board, names in figure_files.items():
-        imgs = "".join(f'<img src="figures/{html.escape(n)}" alt="{html.escape(n[:-4])}">' for n in names)
-        sections.append(f'<section class="board"><h3>{html.escape(board.label)}</h3>{imgs}</section>')
-    return _PAGE.format(
-        version=html.escape(release.version),
-        legend=html.escape(_legend(level, f"Below the mean: its {level:.0%} bootstrap interval (seeds × examples), "
-                                         f"and Δ, the difference from {REFERENCE} on shared seeds, with its p-value.")),
-        head=head,
-        body="\n".join(body),
-        figures="\n".join(sections),
-        extra=_markdown_tables_html(extra_markdown),
-        script=_SCRIPT,
-    )
-
-
-def _markdown_tables_html(text: str) -> str:
-    """The teachers and claims sections (Markdown headings, paragraphs and tables) as HTML."""
-    out, table = [], []
-    for line in text.splitlines() + [""]:
-        if line.startswith("|"):
-            if not line.startswith("|---"):
-                cells = re.split(r"(?<!\\)\|", line.strip().removeprefix("|").removesuffix("|"))
-                table.append([_md_unescape(c.strip().replace("**", "")) for c in cells])
-            continue
-        if table:
-            head, *rows = table
-            out.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
-            table = []
-        if line.startswith("## "):
-            out.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line:
-            out.append(f"<p>{html.escape(line)}</p>")
-    return "\n".join(out)
-
-
-def _html_cell(stat: Stat | None) -> str:
-    if stat is None:
-        return '<td data-value=""></td>'
-    if stat.mean is None:
-        return f'<td data-value="" title="{html.escape(stat.note)}">n/a</td>'
-    d = display(stat.metric)
-    text = d.format(stat.mean) + (f" ± {d.format(stat.std)}" if stat.std is not None else "")
-    if stat.low is not None:
-        text += f"<br><small>[{d.format(stat.low)}, {d.format(stat.high)}]</small>"
-    if stat.delta is not None:
-        text += f"<br><small>Δ {d.scale * stat.delta:+.{d.decimals}f}, p={stat.p_value:.3g}</small>"
-    if stat.rank is not None:
-        text += f' <b class="rank">#{stat.rank}</b>'
-    title = f' title="{html.escape(stat.note)}"' if stat.note else ""
-    return f'<td data-value="{stat.mean!r}"{title}>{text}</td>'
-
-
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>cud-bench leaderboard {version}</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; }}
-table {{ border-collapse: collapse; font-size: 0.85em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; vertical-align: top; }}
-th {{ background: #f2f2f2; cursor: pointer; }}
-th[aria-sort="ascending"]::after {{ content: " \\25B2"; }}
-th[aria-sort="descending"]::after {{ content: " \\25BC"; }}
-td:nth-child(-n+6) {{ text-align: left; }}
-.rank {{ color: #1a6b1a; }}
-section.board img {{ max-width: 100%; display: block; margin: 0.5em 0; }}
-</style>
-</head>
-<body>
-<h1>cud-bench leaderboard, release {version}</h1>
-<p>{legend}</p>
-<p>Click a column header to sort; link to <code>#sort=COLUMN</code> (or <code>#sort=-COLUMN</code>, descending) to open sorted.</p>
-<table id="leaderboard">
-<thead><tr>{head}</tr></thead>
-<tbody>
-{body}
-</tbody>
-</table>
-{extra}
-<h2>Figures</h2>
-{figures}
-<script>
-{script}
-</script>
-</body>
-</html>
-"""
-
-_SCRIPT = """(function () {
-  var table = document.getElementById("leaderboard");
-  var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
-  function key(row, i, numeric) {
-    var cell = row.cells[i];
-    if (!numeric) return cell.textContent;
-    var v = cell.getAttribute("data-value");
-    return v === "" ? NaN : parseFloat(v);
-  }
-  function sortBy(i, descending) {
-    var numeric = heads[i].getAttribute("data-type") === "number";
-    var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = key(a, i, numeric), y = key(b, i, numeric);
-      if (numeric) {
-        if (isNaN(x)) return isNaN(y) ? 0 : 1;
-        if (isNaN(y)) return -1;
-        return descending ? y - x : x - y;
-      }
-      return descending ? y.localeCompare(x) : x.localeCompare(y);
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-    heads.forEach(function (h, j) {
-      if (j === i) h.setAttribute("aria-sort", descending ? "descending" : "ascending");
-      else h.removeAttribute("aria-sort");
-    });
-  }
-  heads.forEach(function (h, i) {
-    h.addEventListener("click", function () { sortBy(i, h.getAttribute("aria-sort") === "ascending"); });
-  });
-  var match = /^#sort=(-?)(\\d+)$/.exec(window.location.hash);
-  if (match && heads[+match[2]]) sortBy(+match[2], match[1] === "-");
-  table.setAttribute("data-sortable", "ready");
-  window.addEventListener("load", function () {
-    var imgs = Array.prototype.slice.call(document.images);
-    var ok = imgs.filter(function (img) { return img.complete && img.naturalWidth > 0; }).length;
-    document.body.setAttribute("data-figures-loaded", ok + "/" + imgs.length);
-  });
-})();"""
-
-
-# -- terminal --------------------------------------------------------------------------
-def show_table(
-    release: Release, *, tasks: Sequence[str] = (), metrics: Sequence[str] = (), variant: str = "raw"
-) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of a terminal table: mean ± std over seeds, clean and under shift, from stored scores."""
-    metrics = list(metrics) or list(MAIN_METRICS)
-    present = sorted({e["cell"]["task"] for e in release.entries()})
-    for task in tasks:
-        if task not in present:
-            raise CudBenchError(
-                f"release {release.version} has no task {task!r}{did_you_mean(task, present)} (its tasks: {', '.join(present)})"
-            )
-    entries = [e for e in release.entries() if not tasks or e["cell"]["task"] in tasks]
-    known = sorted({m for e in entries for ids in e["metrics"].values() for m in ids})
-    unknown = [m for m in metrics if m not in known]
-    if entries and unknown:
-        raise CudBenchError(f"release {release.version} has no metric {unknown[0]!r}; its metrics: {', '.join(known)}")
-    stats = []
-    for board, methods in boards(entries).items():
-        stats += summarize_board(board, methods, release.predictions, metrics=metrics)
-    index = _index(stats)
-    header = ["suite", "protocol", "student", "task", "method"] + [f"{set_label(s)} {metric_label(m)}" for s in MAIN_SETS for m in metrics]
-    rows = []
-    for (suite, protocol, student, v), section in _sections(index):
-        if v != variant:
-            continue
-        for board, method in section:
-            cells = []
-            for s in MAIN_SETS:
-                for m in metrics:
-                    stat = index.get((board, method, s, variant, m))
-                    cells.append("-" if stat is None else "n/a" if stat.mean is None else _plain(stat))
-            rows.append([suite, protocol, student, board.task, method, *cells])
-    return header, rows
-
-
-def _plain(stat: Stat) -> str:
-    d = display(stat.metric)
-    return d.format(stat.mean) + (f" ± {d.format(stat.std)}" if stat.std is not None else "")
 
 
 # -- shared ----------------------------------------------------------------------------

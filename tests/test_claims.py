@@ -215,4 +215,21 @@ def test_views_show_teacher_costs_and_claim_verdicts(release, tmp_path):
     assert "| unit | toy | ce | 3 | 51.0 | 51.00 | 51.0 | 1,001 | 1.00× |" in md
     assert "## Claims: paper.yaml" in md and "| kd-beats-ce | kd higher than ce | accuracy (raw, each) | **holds** |" in md
     page = (tmp_path / "views" / "index.html").read_text()
-    assert "<h2>Teachers</h2>" in page and "<td>holds</td>" in page
+    assert "<h2>Teachers</h2>" in page and '<span class="verdict holds">holds</span> <b>kd-beats-ce</b>' in page
+
+
+def test_verdicts_carry_their_forest_plot_rows_per_task_unit_and_sign_test_task(results):
+    mean, each, sign = check(
+        [
+            claim(id="mean", sets=("family:corruption",), aggregate="mean"),
+            claim(id="each", sets=("family:corruption",)),
+            claim(id="sign", test="sign-test"),
+        ],
+        results,
+    )
+    (task,) = mean.parts  # one task: its row is the pooled estimate, from the same replicates
+    assert task.label == "unit/toy" and task.n_units == 2
+    assert (task.effect, task.low, task.high) == (mean.effect, mean.low, mean.high)
+    assert [p.label for p in each.parts] == [u.label for u in each.units] and [p.effect for p in each.parts] == [u.effect for u in each.units]
+    assert sign.parts[0].label == "unit/toy" and sign.parts[0].effect == sign.effect and sign.parts[0].low is None
+    assert check([claim(id="mean", sets=("family:corruption",), aggregate="mean")], results)[0].parts == mean.parts  # deterministic

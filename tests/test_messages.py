@@ -10,7 +10,7 @@ from test_leaderboard import _entry, bench_file, records, release  # noqa: F401 
 from cud_bench.cli import main
 from cud_bench.errors import CudBenchError
 from leaderboard import entry as entry_format
-from leaderboard import views
+from leaderboard import site, views
 from leaderboard.release import verify
 
 
@@ -30,13 +30,13 @@ def test_verify_names_every_problem_not_the_first_20(release, records):  # noqa:
 
 def test_show_with_an_unknown_task_exits_2_with_did_you_mean(release, capsys):  # noqa: F811
     with pytest.raises(CudBenchError, match=r"release 1.0.0 has no task 'tyo'; did you mean 'toy'\?"):
-        views.show_table(release, tasks=["tyo"])
+        site.show(release, site.Filters(task="tyo"))
     root = str(release.path.parent)
     assert main(["leaderboard", "show", "1.0.0", "--root", root, "--task", "tyo"]) == 2
     assert "did you mean 'toy'" in capsys.readouterr().err
 
 
-def test_markdown_views_escape_the_text_they_embed(release):  # noqa: F811
+def test_markdown_views_and_the_site_escape_the_text_they_embed(release, tmp_path):  # noqa: F811
     entries = release.entries()
     for e in entries:
         if e.get("teacher"):
@@ -47,14 +47,14 @@ def test_markdown_views_escape_the_text_they_embed(release):  # noqa: F811
     for row in rows:
         cells = re.split(r"(?<!\\)\|", row.strip().removeprefix("|").removesuffix("|"))
         assert len(cells) == len(views.TEACHER_HEADER)
-    page = views._markdown_tables_html(md)
+    teachers = (views.TEACHER_HEADER, views.teacher_rows(entries))
+    page = site.render(release, [], views.MAIN_METRICS, {}, tmp_path, claims=[], teachers=teachers, legend="")["index.html"].decode()
     assert "<script>" not in page and "<td>ce|x&lt;script&gt;</td>" in page
 
 
 def test_md_escape_leaves_plain_names_alone():
     for name in ("rt-polarity", "cud+gamma=5", "dus(alpha=1.0,beta=2.0)", "20newsgroups-15groups"):
         assert views.md_escape(name) == name
-    assert views._md_unescape(views.md_escape("a|b<c>&\\d")) == "a|b<c>&\\d"
 
 
 def test_entry_stems_are_unchanged(records):  # noqa: F811
