@@ -296,19 +296,6 @@ def _claim_mode(folder: Path, mode: numerics.NumericsMode) -> None:
         write_json_atomic(marker, {"mode": mode.name, "description": mode.description})
 
 
-def run_cell(
-    cell: CellKey,
-    suite: SuiteSpec,
-    data: TaskData,
-    teachers: TeacherStore,
-    arch: Architecture,
-    inputs: Inputs,
-    shift_sets: ShiftSets,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Train and score one student (and report its teacher); returns the record and its predictions."""
-    return run_group([cell], suite, data, teachers, arch, inputs, shift_sets, group_size=1)[0]
-
-
 def run_group(
     cells: list[CellKey],
     suite: SuiteSpec,
