@@ -113,6 +113,24 @@ def test_teachers_needed_are_a_cells_teacher_its_folds_and_the_ensemble():
     assert [n.fold for n in runner.teachers_needed(dataclasses.replace(REDUCED, shifts=("domain",)), in_sample)] == [None]
 
 
+def test_ray_units_are_a_tasks_cells_of_one_student_architecture_capped_by_the_group_size():
+    from cud_bench.executors.ray import units
+
+    suite = dataclasses.replace(REDUCED, tasks=("rt-polarity", "trec"), students=("mlp-l3", "hashed-bag"))
+    cells = tuple(runner.expand(suite))
+    assert len(cells) == 16
+    grouped = units(cells)
+    assert [(u[0].task, u[0].student, len(u)) for u in grouped] == [
+        ("rt-polarity", "mlp-l3", 4), ("rt-polarity", "hashed-bag", 4), ("trec", "mlp-l3", 4), ("trec", "hashed-bag", 4)
+    ]
+    assert all({(c.task, c.student) for c in u} == {(u[0].task, u[0].student)} for u in grouped)
+    assert sorted(c.stem for u in grouped for c in u) == sorted(c.stem for c in cells)  # every cell once
+    capped = units(cells, 3)
+    assert [len(u) for u in capped] == [3, 1] * 4 and [c for u in capped for c in u] == [c for u in grouped for c in u]
+    assert units(cells, 1) == [(c,) for u in grouped for c in u]
+    assert units(()) == []
+
+
 # -- a real cluster ----------------------------------------------------------------------------
 
 
@@ -165,6 +183,13 @@ def test_ray_cluster_run_equals_a_local_run_and_survives_a_lost_node(tmp_path, t
     (out / REDUCED.name / "records").mkdir(parents=True)
     for name in ("numerics.json", f"records/{records[0]}", f"records/{records[0].replace('.json', '.npz')}"):
         shutil.copy(local / REDUCED.name / name, out / REDUCED.name / name)
+    # What a retried unit redoes: the cells without a current record (a record of other specs is redone).
+    from cud_bench.executors.ray import unwritten
+
+    cells = tuple(runner.expand(REDUCED))
+    done = next(c for c in cells if c.record_path(out).name == records[0])
+    assert unwritten(REDUCED, cells, local) == [] and unwritten(REDUCED, cells, out) == [c for c in cells if c != done]
+    assert unwritten(dataclasses.replace(REDUCED, max_test=140), cells, local) == list(cells)
 
     raylet = worker.all_processes["raylet"][0].process.pid
     finished, killed = threading.Event(), threading.Event()
@@ -182,7 +207,8 @@ def test_ray_cluster_run_equals_a_local_run_and_survives_a_lost_node(tmp_path, t
     killer.start()
     try:
         summary = runner.run_suite(
-            REDUCED, out, progress=False, teacher_cache=teachers, executor=executors.create("ray", address=cluster.address)
+            REDUCED, out, progress=False, teacher_cache=teachers, executor=executors.create("ray", address=cluster.address),
+            group_size=2,  # the 3 missing cells as two Ray tasks, one stack each
         )
     finally:
         finished.set()

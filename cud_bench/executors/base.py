@@ -48,6 +48,14 @@ class Executor(abc.ABC):
         """Run every cell of ``plan``; one :data:`cud_bench.runner.Counts` per unit of work, summed by the runner."""
 
 
+def written_since(out_dir: Path, cells: list[CellKey], started: float) -> int:
+    """How many of ``cells`` have a record (re)written since ``started`` (a stale one from before does
+    not count): the progress bars count records, so a unit of many cells moves them cell by cell."""
+    from cud_bench.records import is_done
+
+    return sum(is_done(out_dir, c) and c.record_path(out_dir).stat().st_mtime >= started - 1 for c in cells)
+
+
 executors: Registry[type[Executor]] = Registry("executor", discover=("cud_bench.executors",), base=Executor)
 E = TypeVar("E", bound=type[Executor])
 
