@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -129,6 +131,48 @@ def test_ray_units_are_a_tasks_cells_of_one_student_architecture_capped_by_the_g
     assert [len(u) for u in capped] == [3, 1] * 4 and [c for u in capped for c in u] == [c for u in grouped for c in u]
     assert units(cells, 1) == [(c,) for u in grouped for c in u]
     assert units(()) == []
+
+
+def _closed_loopback_port() -> int:
+    """A loopback port where nothing listens (bound for a moment by the OS's choice, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_address_where_no_cluster_answers_is_refused_at_once(tmp_path, monkeypatch, capsys):
+    from ray._private import services
+
+    port = _closed_loopback_port()
+    # A stale address file, as a cluster killed without `ray stop` leaves it (in a Ray temp folder of the test's own).
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.setattr(services, "find_gcs_addresses", frozenset)  # no other Ray instance running here
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")
+    clock = time.monotonic()
+    with pytest.raises(CudBenchError, match=rf"no Ray cluster answers at 127.0.0.1:{port} \(--address auto found in "
+                       + re.escape(str(tmp_path / "ray" / "ray_current_cluster"))):
+        runner.run_suite(REDUCED, tmp_path / "out", progress=False, executor=executors.create("ray", address="auto"))
+    assert time.monotonic() - clock < 60  # Ray alone retries for minutes
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == ["numerics.json"]  # no work done
+
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    args = ["run", "--suite", "smoke", "--executor", "ray", "--address", "auto", "--out", str(tmp_path / "cli")]
+    assert main(args) == 2
+    assert f"no Ray cluster answers at 127.0.0.1:{port} (--address auto from $RAY_ADDRESS)" in capsys.readouterr().err
+    monkeypatch.delenv("RAY_ADDRESS")
+    args[args.index("auto")] = f"localhost:{port}"
+    assert main(args) == 2
+    assert f"no Ray cluster answers at localhost:{port} (--address localhost:{port})" in capsys.readouterr().err
+    args[args.index(f"localhost:{port}")] = "localhost"
+    assert main(args) == 2
+    assert "--address localhost: 'localhost' is not HOST:PORT (or auto)" in capsys.readouterr().err
+    args[args.index("localhost")] = f"localhost:{port}"
+    (tmp_path / "ray" / "ray_current_cluster").unlink()
+    args[args.index(f"localhost:{port}")] = "auto"
+    assert main(args) == 2
+    assert "Could not find any running Ray instance" in capsys.readouterr().err
 
 
 # -- a real cluster ----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import functools
 import logging
 import os
 import platform
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 
 # Set in the driver before Ray starts (a local instance's processes inherit them).
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_enable_metrics_collection": "0"}
+# How long the driver waits for a cluster's head to accept a connection before refusing the run.
+CONNECT_TIMEOUT_S = 5.0
 # The driver's variables every task gets (the cache is set to the driver's folder, resolved).
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
 
@@ -205,12 +208,13 @@ def unwritten(suite: SuiteSpec, cells: tuple[CellKey, ...], out_dir: Path) -> li
 
 
 def connect(ray: Any, address: str | None) -> None:
-    """``ray.init`` without phoning home: :data:`RAY_ENV` first; a new local instance has no dashboard."""
+    """``ray.init`` without phoning home: :data:`RAY_ENV` first; a new local instance has no dashboard;
+    a cluster's head is checked to answer first (:func:`reachable`)."""
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         kwargs.update(address="local", include_dashboard=False)
     else:
-        kwargs["address"] = address
+        kwargs["address"] = reachable(address)
     try:
         ray.init(**kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -218,6 +222,45 @@ def connect(ray: Any, address: str | None) -> None:
             f"cannot connect to a Ray cluster at --address {address}: {exc} (start one with `ray start --head`, "
             "see README 'Running on a cluster')"
         ) from None
+
+
+def reachable(address: str) -> str:
+    """The head's ``HOST:PORT`` that ``address`` names (``auto``: ``$RAY_ADDRESS``, else the address
+    file the last ``ray start`` here left), once it accepts a TCP connection within
+    :data:`CONNECT_TIMEOUT_S`.
+
+    Why: ``ray.init`` retries an address where no cluster answers for minutes before failing
+    (a cluster stopped without ``ray stop`` leaves its address file behind); this fails at once.
+    """
+    from ray._common.utils import get_ray_address_file
+    from ray._private.services import get_ray_address_from_environment
+
+    if "://" in address:  # a Ray client or other scheme: Ray's own checks
+        return address
+    hint = "start one with `ray start --head`, see README 'Running on a cluster'"
+    try:
+        resolved = get_ray_address_from_environment(address, None) if address == "auto" else address
+    except ConnectionError as exc:
+        raise CudBenchError(f"cannot connect to a Ray cluster at --address {address}: {exc} ({hint})") from None
+    source = ""
+    if address == "auto":
+        file = get_ray_address_file(None)
+        source = (
+            " from $RAY_ADDRESS" if os.environ.get("RAY_ADDRESS")
+            else f" found in {file}, left by the last `ray start` here, or from a Ray process running here"
+        )
+    host, _, port = resolved.rpartition(":")
+    if not (host and port.isdigit()):
+        raise CudBenchError(f"--address {address}{source}: {resolved!r} is not HOST:PORT (or auto)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise CudBenchError(
+            f"no Ray cluster answers at {resolved} (--address {address}{source}) within {CONNECT_TIMEOUT_S:g} s: {exc}; "
+            f"is it stopped? ({hint}; `ray stop` removes a stopped cluster's address file)"
+        ) from None
+    return resolved
 
 
 def _import_ray() -> Any:
