@@ -22,11 +22,18 @@ from spinning against them (measured here: 5x slower steps with two spinning thr
 the 2-thread runs set two threads anyway, so they measure what a second core gives
 only on an otherwise idle machine.
 
-Measured here (2 cores shared with ~10 runnable processes, load average 11; means of
-2 rounds): stacked 7.96 s, per-model loop 15.95 s at 1 thread (2.00x); at 2 threads
-stacked 222 s and loop 322 s, 28x and 20x slower than at 1 thread: with more threads
-than free cores every OpenMP barrier waits for a descheduled thread. The stacked runs
-were bit-identical to the one-thread loop at both thread counts.
+Measured here, 2 cores shared with ~10 runnable processes (load average 8-11), means of
+2 rounds, seconds:
+
+    environment                                loop 1t  stacked 1t  loop 2t  stacked 2t
+    OMP_NUM_THREADS=1                            15.95        7.96    321.8       222.2
+    OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE    11.89        8.76    13.31        9.80
+
+Stacked / loop at 1 thread: 2.00x and 1.36x (the same code; the other jobs' load varied). With two threads and no free core, OpenMP's default active wait makes both 20-28x
+slower; passive waiting removes that, and the second thread then gains nothing because
+no core is free. The stacked runs were bit-identical to the one-thread loop at both
+thread counts in both sessions. What a second core gives a stack on an idle machine
+was not measurable here.
 
 Why the ratio is bounded: stacking removes per-model overheads (dispatch, Python, one
 optimiser call and one temperature search per model), not arithmetic. The arithmetic
