@@ -149,7 +149,7 @@ class RayExecutor(Executor):
                     ref = teacher_task.options(**options(teacher_res, need.label)).remote(job, need)
                     teachers[need.key], labels[ref] = ref, need.label
             deps = list({need.key: teachers[need.key] for need in needs}.values())
-            label = ", ".join(cell.stem for cell in unit)
+            label = unit[0].stem + (f" and {len(unit) - 1} more of its task and student" if len(unit) > 1 else "")
             ref = cells_task.options(**options(student_res[unit[0].student], label)).remote(job, unit, *deps)
             labels[ref] = label
         return self._collect(ray, labels, plan)
