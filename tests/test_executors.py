@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import re
 import shutil
 import socket
@@ -131,6 +132,28 @@ def test_ray_units_are_a_tasks_cells_of_one_student_architecture_capped_by_the_g
     assert [len(u) for u in capped] == [3, 1] * 4 and [c for u in capped for c in u] == [c for u in grouped for c in u]
     assert units(cells, 1) == [(c,) for u in grouped for c in u]
     assert units(()) == []
+
+
+def test_progress_counts_records_written_since_the_start_whatever_the_clocks(tmp_path):
+    from cud_bench.executors.base import record_stamps, written_since
+
+    new, stale, untouched = (CellKey(REDUCED.name, "rt-polarity", m, 0, "cross-fit", "mlp-l3") for m in ("ce", "kd", "cud"))
+
+    def write(cell: CellKey, mtime: float) -> None:
+        path = cell.record_path(tmp_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for p in (path, path.with_suffix(".npz")):
+            p.write_text("{}")
+            os.utime(p, (mtime, mtime))
+
+    write(stale, 1_000.0)  # a stale record from an earlier run
+    write(untouched, 2_000.0)
+    before = record_stamps(tmp_path, [new, stale, untouched])
+    assert before == {new: None, stale: 1_000.0, untouched: 2_000.0} and written_since(tmp_path, before) == 0
+    write(new, 500.0)  # a node whose clock is far behind the driver's
+    assert written_since(tmp_path, before) == 1
+    write(stale, 900.0)
+    assert written_since(tmp_path, before) == 2
 
 
 def _closed_loopback_port() -> int:

@@ -48,12 +48,18 @@ class Executor(abc.ABC):
         """Run every cell of ``plan``; one :data:`cud_bench.runner.Counts` per unit of work, summed by the runner."""
 
 
-def written_since(out_dir: Path, cells: list[CellKey], started: float) -> int:
-    """How many of ``cells`` have a record (re)written since ``started`` (a stale one from before does
-    not count): the progress bars count records, so a unit of many cells moves them cell by cell."""
+def record_stamps(out_dir: Path, cells: list[CellKey]) -> dict[CellKey, float | None]:
+    """Each cell's record modification time now (None: no record); see :func:`written_since`."""
     from cud_bench.records import is_done
 
-    return sum(is_done(out_dir, c) and c.record_path(out_dir).stat().st_mtime >= started - 1 for c in cells)
+    return {c: c.record_path(out_dir).stat().st_mtime if is_done(out_dir, c) else None for c in cells}
+
+
+def written_since(out_dir: Path, before: dict[CellKey, float | None]) -> int:
+    """How many cells of ``before`` (:func:`record_stamps` at the start) have a record written since:
+    the progress bars count records, so a unit of many cells moves them cell by cell. Compared
+    with each record's own earlier time, not a clock, so nodes with skewed clocks count right."""
+    return sum(record_stamps(out_dir, [c])[c] not in (None, t) for c, t in before.items())
 
 
 executors: Registry[type[Executor]] = Registry("executor", discover=("cud_bench.executors",), base=Executor)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
-import time
 from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
 from cud_bench import numerics
 from cud_bench.errors import CudBenchError
-from cud_bench.executors.base import Executor, Plan, register_executor, written_since
+from cud_bench.executors.base import Executor, Plan, record_stamps, register_executor, written_since
 
 if TYPE_CHECKING:
     from cud_bench.records import CellKey
@@ -60,7 +59,7 @@ def _run_in_workers(plan: Plan, by_task: dict[str, list[CellKey]], jobs: int) ->
     threads = mode.threads or max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # no forked torch or tokenizer threads
     todo = [c for cells in by_task.values() for c in cells]
-    started = time.time()
+    before = record_stamps(out_dir, todo)
     with concurrent.futures.ProcessPoolExecutor(
         min(jobs, len(by_task)), mp_context=context, initializer=_use_threads, initargs=(threads, mode)
     ) as pool:
@@ -76,7 +75,7 @@ def _run_in_workers(plan: Plan, by_task: dict[str, list[CellKey]], jobs: int) ->
                 if failed:
                     pool.shutdown(wait=False, cancel_futures=True)  # workers finish the task they are on
                     raise failed[0]
-                bar.update(written_since(out_dir, todo, started) - bar.n)
+                bar.update(written_since(out_dir, before) - bar.n)
     return [future.result() for future in finished]
 
 

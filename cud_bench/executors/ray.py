@@ -34,7 +34,6 @@ import logging
 import os
 import platform
 import socket
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +41,7 @@ from tqdm.auto import tqdm
 
 from cud_bench import numerics
 from cud_bench.errors import CudBenchError
-from cud_bench.executors.base import Executor, Plan, register_executor, written_since
+from cud_bench.executors.base import Executor, Plan, record_stamps, register_executor, written_since
 from cud_bench.io import cache_dir
 
 if TYPE_CHECKING:
@@ -140,6 +139,7 @@ class RayExecutor(Executor):
             }
 
         teacher_task, cells_task = ray.remote(_teacher_task), ray.remote(_cells_task)
+        before = record_stamps(plan.out_dir, list(plan.cells))  # before any task can write
         teachers: dict[tuple, Any] = {}  # TeacherNeed.key -> ObjectRef: each teacher one task
         labels: dict[Any, str] = {}  # ObjectRef -> what it runs
         for unit in units(plan.cells, plan.group_size):
@@ -152,12 +152,12 @@ class RayExecutor(Executor):
             label = unit[0].stem + (f" and {len(unit) - 1} more of its task and student" if len(unit) > 1 else "")
             ref = cells_task.options(**options(student_res[unit[0].student], label)).remote(job, unit, *deps)
             labels[ref] = label
-        return self._collect(ray, labels, plan)
+        return self._collect(ray, labels, plan, before)
 
-    def _collect(self, ray: Any, labels: dict[Any, str], plan: Plan) -> list[Counts]:
+    def _collect(self, ray: Any, labels: dict[Any, str], plan: Plan, before: dict[CellKey, float | None]) -> list[Counts]:
         """Wait for every task; the bar counts the records written anywhere on the cluster."""
         counts: list[Counts] = []
-        pending, todo, started = list(labels), list(plan.cells), time.time()
+        pending = list(labels)
         nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
         desc = f"suite {plan.suite.name} (ray, {nodes} node{'s' if nodes != 1 else ''})"
         with tqdm(total=len(plan.cells), desc=desc, unit="cell", disable=not plan.progress) as bar:
@@ -170,7 +170,7 @@ class RayExecutor(Executor):
                         for other in pending:
                             ray.cancel(other)
                         raise self._failure(ray, exc, labels[ref]) from None
-                bar.update(written_since(plan.out_dir, todo, started) - bar.n)
+                bar.update(written_since(plan.out_dir, before) - bar.n)
         return counts
 
     def _failure(self, ray: Any, exc: Exception, label: str) -> BaseException:
