@@ -63,12 +63,18 @@ def _fit(task, group_size):
 
 @pytest.fixture(scope="module")
 def alone(task):
+    """The reference: each model alone, on one thread (a cell's record in a Ray task or with --jobs N)."""
     arch, data, x_train, x_val, _, jobs = task
     out = []
-    for fn, seed, targets in jobs:
-        model = arch.build(data.num_classes, seed)
-        result = train(arch, model, x_train, data.train.labels, fn, x_val, data.validation.labels, seed=seed, targets=targets)
-        out.append((model, result))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for fn, seed, targets in jobs:
+            model = arch.build(data.num_classes, seed)
+            result = train(arch, model, x_train, data.train.labels, fn, x_val, data.validation.labels, seed=seed, targets=targets)
+            out.append((model, result))
+    finally:
+        torch.set_num_threads(before)
     return out
 
 
@@ -93,6 +99,19 @@ def test_a_stack_equals_training_each_model_alone_bit_for_bit(task, alone):
 
 def test_smaller_stacks_give_the_same_models(task, alone):
     models, results = _fit(task, 5)  # 12 models: stacks of 5, 5 and 2
+    _assert_equal(task, alone, models, results)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_stack_trains_the_same_models_with_one_or_two_threads(task, alone, threads):
+    """Why it matters: a stack's products are big enough to use a second core, which one small
+    model's are not; giving a stack more threads must not change a record."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        models, results = _fit(task, None)
+    finally:
+        torch.set_num_threads(before)
     _assert_equal(task, alone, models, results)
 
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
+import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -113,6 +116,88 @@ def test_teachers_needed_are_a_cells_teacher_its_folds_and_the_ensemble():
     assert [n.fold for n in runner.teachers_needed(dataclasses.replace(REDUCED, shifts=("domain",)), in_sample)] == [None]
 
 
+def test_ray_units_are_a_tasks_cells_of_one_student_architecture_capped_by_the_group_size():
+    from cud_bench.executors.ray import units
+
+    suite = dataclasses.replace(REDUCED, tasks=("rt-polarity", "trec"), students=("mlp-l3", "hashed-bag"))
+    cells = tuple(runner.expand(suite))
+    assert len(cells) == 16
+    grouped = units(cells)
+    assert [(u[0].task, u[0].student, len(u)) for u in grouped] == [
+        ("rt-polarity", "mlp-l3", 4), ("rt-polarity", "hashed-bag", 4), ("trec", "mlp-l3", 4), ("trec", "hashed-bag", 4)
+    ]
+    assert all({(c.task, c.student) for c in u} == {(u[0].task, u[0].student)} for u in grouped)
+    assert sorted(c.stem for u in grouped for c in u) == sorted(c.stem for c in cells)  # every cell once
+    capped = units(cells, 3)
+    assert [len(u) for u in capped] == [3, 1] * 4 and [c for u in capped for c in u] == [c for u in grouped for c in u]
+    assert units(cells, 1) == [(c,) for u in grouped for c in u]
+    assert units(()) == []
+
+
+def test_progress_counts_records_written_since_the_start_whatever_the_clocks(tmp_path):
+    from cud_bench.executors.base import record_stamps, written_since
+
+    new, stale, untouched = (CellKey(REDUCED.name, "rt-polarity", m, 0, "cross-fit", "mlp-l3") for m in ("ce", "kd", "cud"))
+
+    def write(cell: CellKey, mtime: float) -> None:
+        path = cell.record_path(tmp_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for p in (path, path.with_suffix(".npz")):
+            p.write_text("{}")
+            os.utime(p, (mtime, mtime))
+
+    write(stale, 1_000.0)  # a stale record from an earlier run
+    write(untouched, 2_000.0)
+    before = record_stamps(tmp_path, [new, stale, untouched])
+    assert before == {new: None, stale: 1_000.0, untouched: 2_000.0} and written_since(tmp_path, before) == 0
+    write(new, 500.0)  # a node whose clock is far behind the driver's
+    assert written_since(tmp_path, before) == 1
+    write(stale, 900.0)
+    assert written_since(tmp_path, before) == 2
+
+
+def _closed_loopback_port() -> int:
+    """A loopback port where nothing listens (bound for a moment by the OS's choice, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_address_where_no_cluster_answers_is_refused_at_once(tmp_path, monkeypatch, capsys):
+    from ray._private import services
+
+    port = _closed_loopback_port()
+    # A stale address file, as a cluster killed without `ray stop` leaves it (in a Ray temp folder of the test's own).
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.setattr(services, "find_gcs_addresses", frozenset)  # no other Ray instance running here
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")
+    clock = time.monotonic()
+    with pytest.raises(CudBenchError, match=rf"no Ray cluster answers at 127.0.0.1:{port} \(--address auto found in "
+                       + re.escape(str(tmp_path / "ray" / "ray_current_cluster"))):
+        runner.run_suite(REDUCED, tmp_path / "out", progress=False, executor=executors.create("ray", address="auto"))
+    assert time.monotonic() - clock < 60  # Ray alone retries for minutes
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == ["numerics.json"]  # no work done
+
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    args = ["run", "--suite", "smoke", "--executor", "ray", "--address", "auto", "--out", str(tmp_path / "cli")]
+    assert main(args) == 2
+    assert f"no Ray cluster answers at 127.0.0.1:{port} (--address auto from $RAY_ADDRESS)" in capsys.readouterr().err
+    monkeypatch.delenv("RAY_ADDRESS")
+    args[args.index("auto")] = f"localhost:{port}"
+    assert main(args) == 2
+    assert f"no Ray cluster answers at localhost:{port} (--address localhost:{port})" in capsys.readouterr().err
+    args[args.index(f"localhost:{port}")] = "localhost"
+    assert main(args) == 2
+    assert "--address localhost: 'localhost' is not HOST:PORT (or auto)" in capsys.readouterr().err
+    args[args.index("localhost")] = f"localhost:{port}"
+    (tmp_path / "ray" / "ray_current_cluster").unlink()
+    args[args.index(f"localhost:{port}")] = "auto"
+    assert main(args) == 2
+    assert "Could not find any running Ray instance" in capsys.readouterr().err
+
+
 # -- a real cluster ----------------------------------------------------------------------------
 
 
@@ -165,6 +250,13 @@ def test_ray_cluster_run_equals_a_local_run_and_survives_a_lost_node(tmp_path, t
     (out / REDUCED.name / "records").mkdir(parents=True)
     for name in ("numerics.json", f"records/{records[0]}", f"records/{records[0].replace('.json', '.npz')}"):
         shutil.copy(local / REDUCED.name / name, out / REDUCED.name / name)
+    # What a retried unit redoes: the cells without a current record (a record of other specs is redone).
+    from cud_bench.executors.ray import unwritten
+
+    cells = tuple(runner.expand(REDUCED))
+    done = next(c for c in cells if c.record_path(out).name == records[0])
+    assert unwritten(REDUCED, cells, local) == [] and unwritten(REDUCED, cells, out) == [c for c in cells if c != done]
+    assert unwritten(dataclasses.replace(REDUCED, max_test=140), cells, local) == list(cells)
 
     raylet = worker.all_processes["raylet"][0].process.pid
     finished, killed = threading.Event(), threading.Event()
@@ -182,7 +274,8 @@ def test_ray_cluster_run_equals_a_local_run_and_survives_a_lost_node(tmp_path, t
     killer.start()
     try:
         summary = runner.run_suite(
-            REDUCED, out, progress=False, teacher_cache=teachers, executor=executors.create("ray", address=cluster.address)
+            REDUCED, out, progress=False, teacher_cache=teachers, executor=executors.create("ray", address=cluster.address),
+            group_size=2,  # the 3 missing cells as two Ray tasks, one stack each
         )
     finally:
         finished.set()

@@ -48,6 +48,20 @@ class Executor(abc.ABC):
         """Run every cell of ``plan``; one :data:`cud_bench.runner.Counts` per unit of work, summed by the runner."""
 
 
+def record_stamps(out_dir: Path, cells: list[CellKey]) -> dict[CellKey, float | None]:
+    """Each cell's record modification time now (None: no record); see :func:`written_since`."""
+    from cud_bench.records import is_done
+
+    return {c: c.record_path(out_dir).stat().st_mtime if is_done(out_dir, c) else None for c in cells}
+
+
+def written_since(out_dir: Path, before: dict[CellKey, float | None]) -> int:
+    """How many cells of ``before`` (:func:`record_stamps` at the start) have a record written since:
+    the progress bars count records, so a unit of many cells moves them cell by cell. Compared
+    with each record's own earlier time, not a clock, so nodes with skewed clocks count right."""
+    return sum(record_stamps(out_dir, [c])[c] not in (None, t) for c, t in before.items())
+
+
 executors: Registry[type[Executor]] = Registry("executor", discover=("cud_bench.executors",), base=Executor)
 E = TypeVar("E", bound=type[Executor])
 

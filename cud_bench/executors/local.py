@@ -5,15 +5,13 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
 from cud_bench import numerics
 from cud_bench.errors import CudBenchError
-from cud_bench.executors.base import Executor, Plan, register_executor
+from cud_bench.executors.base import Executor, Plan, record_stamps, register_executor, written_since
 
 if TYPE_CHECKING:
     from cud_bench.records import CellKey
@@ -61,7 +59,7 @@ def _run_in_workers(plan: Plan, by_task: dict[str, list[CellKey]], jobs: int) ->
     threads = mode.threads or max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # no forked torch or tokenizer threads
     todo = [c for cells in by_task.values() for c in cells]
-    started = time.time()
+    before = record_stamps(out_dir, todo)
     with concurrent.futures.ProcessPoolExecutor(
         min(jobs, len(by_task)), mp_context=context, initializer=_use_threads, initargs=(threads, mode)
     ) as pool:
@@ -77,15 +75,8 @@ def _run_in_workers(plan: Plan, by_task: dict[str, list[CellKey]], jobs: int) ->
                 if failed:
                     pool.shutdown(wait=False, cancel_futures=True)  # workers finish the task they are on
                     raise failed[0]
-                bar.update(sum(_written_since(out_dir, c, started) for c in todo) - bar.n)
+                bar.update(written_since(out_dir, before) - bar.n)
     return [future.result() for future in finished]
-
-
-def _written_since(out_dir: Path, cell: CellKey, started: float) -> bool:
-    """The cell's record was (re)written by this run (a stale one from before does not count)."""
-    from cud_bench.records import is_done
-
-    return is_done(out_dir, cell) and cell.record_path(out_dir).stat().st_mtime >= started - 1
 
 
 def _use_threads(threads: int, mode: numerics.NumericsMode) -> None:

@@ -6,8 +6,10 @@ retries and moves work between machines; this module only maps a run onto it:
 - one Ray task per distinct teacher the missing cells need (task, recipe, seed,
   fold, and the ambiguity ensemble's teachers), so each is trained once across the
   cluster (:func:`cud_bench.runner.train_teacher`);
-- one Ray task per cell (:func:`cud_bench.runner.run_cells`), given its teachers'
-  ObjectRefs as arguments: Ray starts it only once they are trained;
+- one Ray task per unit of cells (:func:`units`: a task's cells of one student
+  architecture, at most ``--group-size`` of them, trained as one stack by
+  :func:`cud_bench.runner.run_cells`), given the ObjectRefs of every teacher its cells
+  need as arguments: Ray starts it only once they are trained;
 - every task asks for its architecture's resources (:data:`ARCH_RESOURCES`: one CPU,
   and one GPU for the ``finetune`` architecture) and runs one torch thread per CPU.
 
@@ -15,7 +17,8 @@ Every node must see the output folder and the cache (``$CUD_BENCH_CACHE``) at th
 same path as the driver: a shared filesystem (NFS, CephFS, ...). Teachers, features
 and records are read and written there atomically, as in a local run, so a task
 killed mid-way leaves no partial record, its retry (``max_retries``, on any node)
-starts clean, and a run resumes whichever executor started it. A node that cannot
+redoes only the cells its killed attempt had not written, and a run resumes whichever
+executor started it. A node that cannot
 see them fails its task with a message saying so.
 
 Ray must not phone home: :data:`RAY_ENV` (no usage statistics, no metrics
@@ -30,6 +33,7 @@ import functools
 import logging
 import os
 import platform
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +41,7 @@ from tqdm.auto import tqdm
 
 from cud_bench import numerics
 from cud_bench.errors import CudBenchError
-from cud_bench.executors.base import Executor, Plan, register_executor
+from cud_bench.executors.base import Executor, Plan, record_stamps, register_executor, written_since
 from cud_bench.io import cache_dir
 
 if TYPE_CHECKING:
@@ -48,6 +52,8 @@ if TYPE_CHECKING:
 
 # Set in the driver before Ray starts (a local instance's processes inherit them).
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_enable_metrics_collection": "0"}
+# How long the driver waits for a cluster's head to accept a connection before refusing the run.
+CONNECT_TIMEOUT_S = 5.0
 # The driver's variables every task gets (the cache is set to the driver's folder, resolved).
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
 
@@ -80,6 +86,7 @@ class Job:
     teacher_cache: Path | None
     cache: Path
     mode: str
+    group_size: int | None = None  # the plan's: students trained as one stack
 
 
 @register_executor("ray")
@@ -117,6 +124,7 @@ class RayExecutor(Executor):
             plan.teacher_cache and plan.teacher_cache.resolve(),
             cache_dir().resolve(),
             plan.mode.name,
+            plan.group_size,
         )
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         runtime_env = {"env_vars": {**env, **plan.mode.env, "CUD_BENCH_CACHE": str(job.cache)}}
@@ -131,22 +139,23 @@ class RayExecutor(Executor):
             }
 
         teacher_task, cells_task = ray.remote(_teacher_task), ray.remote(_cells_task)
+        before = record_stamps(plan.out_dir, list(plan.cells))  # before any task can write
         teachers: dict[tuple, Any] = {}  # TeacherNeed.key -> ObjectRef: each teacher one task
-        labels: dict[Any, tuple[str, int]] = {}  # ObjectRef -> (what it runs, cells it writes)
-        for unit in units(plan.cells):
+        labels: dict[Any, str] = {}  # ObjectRef -> what it runs
+        for unit in units(plan.cells, plan.group_size):
             needs = [need for cell in unit for need in teachers_needed(suite, cell)]
             for need in needs:
                 if need.key not in teachers:
                     ref = teacher_task.options(**options(teacher_res, need.label)).remote(job, need)
-                    teachers[need.key], labels[ref] = ref, (need.label, 0)
+                    teachers[need.key], labels[ref] = ref, need.label
             deps = list({need.key: teachers[need.key] for need in needs}.values())
-            label = ", ".join(cell.stem for cell in unit)
+            label = unit[0].stem + (f" and {len(unit) - 1} more of its task and student" if len(unit) > 1 else "")
             ref = cells_task.options(**options(student_res[unit[0].student], label)).remote(job, unit, *deps)
-            labels[ref] = (label, len(unit))
-        return self._collect(ray, labels, plan)
+            labels[ref] = label
+        return self._collect(ray, labels, plan, before)
 
-    def _collect(self, ray: Any, labels: dict[Any, tuple[str, int]], plan: Plan) -> list[Counts]:
-        """Wait for every task; the bar counts the cells finished anywhere on the cluster."""
+    def _collect(self, ray: Any, labels: dict[Any, str], plan: Plan, before: dict[CellKey, float | None]) -> list[Counts]:
+        """Wait for every task; the bar counts the records written anywhere on the cluster."""
         counts: list[Counts] = []
         pending = list(labels)
         nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
@@ -155,15 +164,13 @@ class RayExecutor(Executor):
             while pending:
                 done, pending = ray.wait(pending, num_returns=1, timeout=1.0)  # a timeout lets other threads run
                 for ref in done:
-                    label, n_cells = labels[ref]
                     try:
                         counts.append(ray.get(ref))
                     except ray.exceptions.RayError as exc:
                         for other in pending:
                             ray.cancel(other)
-                        raise self._failure(ray, exc, label) from None
-                    if n_cells:
-                        bar.update(n_cells)
+                        raise self._failure(ray, exc, labels[ref]) from None
+                bar.update(written_since(plan.out_dir, before) - bar.n)
         return counts
 
     def _failure(self, ray: Any, exc: Exception, label: str) -> BaseException:
@@ -176,18 +183,38 @@ class RayExecutor(Executor):
         )
 
 
-def units(cells: tuple[CellKey, ...]) -> list[tuple[CellKey, ...]]:
-    """The cells one Ray task runs through :func:`cud_bench.runner.run_cells`: one cell each."""
-    return [(cell,) for cell in cells]
+def units(cells: tuple[CellKey, ...], group_size: int | None = None) -> list[tuple[CellKey, ...]]:
+    """The cells one Ray task runs through :func:`cud_bench.runner.run_cells`: a task's cells of one
+    student architecture, at most ``group_size`` of them (None: all), in the plan's order.
+
+    Why grouped: the cells of a unit train as one stack (:mod:`cud_bench.batched`) and load
+    the task's data and shifted sets once; ``--group-size`` trades that for more tasks to
+    spread over the cluster. Models that do not stack still share the loading.
+    """
+    groups: dict[tuple[str, str], list[CellKey]] = {}
+    for cell in cells:
+        groups.setdefault((cell.task, cell.student), []).append(cell)
+    size = group_size or max(map(len, groups.values()), default=1)
+    return [tuple(group[i : i + size]) for group in groups.values() for i in range(0, len(group), size)]
+
+
+def unwritten(suite: SuiteSpec, cells: tuple[CellKey, ...], out_dir: Path) -> list[CellKey]:
+    """The cells of a unit without a record made with the suite's specs now: what a retried
+    unit still has to do (its killed attempt wrote each finished record atomically)."""
+    from cud_bench.records import is_done
+    from cud_bench.runner import expected_specs
+
+    return [cell for cell in cells if not is_done(out_dir, cell, expected_specs(suite, cell))]
 
 
 def connect(ray: Any, address: str | None) -> None:
-    """``ray.init`` without phoning home: :data:`RAY_ENV` first; a new local instance has no dashboard."""
+    """``ray.init`` without phoning home: :data:`RAY_ENV` first; a new local instance has no dashboard;
+    a cluster's head is checked to answer first (:func:`reachable`)."""
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         kwargs.update(address="local", include_dashboard=False)
     else:
-        kwargs["address"] = address
+        kwargs["address"] = reachable(address)
     try:
         ray.init(**kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -195,6 +222,45 @@ def connect(ray: Any, address: str | None) -> None:
             f"cannot connect to a Ray cluster at --address {address}: {exc} (start one with `ray start --head`, "
             "see README 'Running on a cluster')"
         ) from None
+
+
+def reachable(address: str) -> str:
+    """The head's ``HOST:PORT`` that ``address`` names (``auto``: ``$RAY_ADDRESS``, else the address
+    file the last ``ray start`` here left), once it accepts a TCP connection within
+    :data:`CONNECT_TIMEOUT_S`.
+
+    Why: ``ray.init`` retries an address where no cluster answers for minutes before failing
+    (a cluster stopped without ``ray stop`` leaves its address file behind); this fails at once.
+    """
+    from ray._common.utils import get_ray_address_file
+    from ray._private.services import get_ray_address_from_environment
+
+    if "://" in address:  # a Ray client or other scheme: Ray's own checks
+        return address
+    hint = "start one with `ray start --head`, see README 'Running on a cluster'"
+    try:
+        resolved = get_ray_address_from_environment(address, None) if address == "auto" else address
+    except ConnectionError as exc:
+        raise CudBenchError(f"cannot connect to a Ray cluster at --address {address}: {exc} ({hint})") from None
+    source = ""
+    if address == "auto":
+        file = get_ray_address_file(None)
+        source = (
+            " from $RAY_ADDRESS" if os.environ.get("RAY_ADDRESS")
+            else f" found in {file}, left by the last `ray start` here, or from a Ray process running here"
+        )
+    host, _, port = resolved.rpartition(":")
+    if not (host and port.isdigit()):
+        raise CudBenchError(f"--address {address}{source}: {resolved!r} is not HOST:PORT (or auto)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise CudBenchError(
+            f"no Ray cluster answers at {resolved} (--address {address}{source}) within {CONNECT_TIMEOUT_S:g} s: {exc}; "
+            f"is it stopped? ({hint}; `ray stop` removes a stopped cluster's address file)"
+        ) from None
+    return resolved
 
 
 def _import_ray() -> Any:
@@ -267,5 +333,7 @@ def _cells_task(job: Job, cells: tuple[CellKey, ...], *teachers: Counts) -> Coun
     from cud_bench.runner import run_cells
 
     _enter(job)
-    written, trained, _loaded, not_scored, rebuilt = run_cells(job.suite, list(cells), job.out_dir, job.teacher_cache, False)
-    return written, trained, {}, not_scored, rebuilt  # teachers loaded here were counted by their own task
+    todo = unwritten(job.suite, cells, job.out_dir)  # all of them, but on a retry
+    _written, trained, _loaded, not_scored, rebuilt = run_cells(job.suite, todo, job.out_dir, job.teacher_cache, False, job.group_size)
+    # every cell of the unit written by this run (some by a killed attempt); teachers loaded here were counted by their own task
+    return len(cells), trained, {}, not_scored, rebuilt
