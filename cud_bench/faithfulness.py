@@ -239,13 +239,16 @@ def to_markdown(report: dict[str, Any]) -> str:
             row = r["rows"][i]
             mark = "✓" if row["pass"] else "✗"
             cells.append(f"{row['accuracy']:.1f} ({row['delta_points']:+.1f}) / {row['median_confidence']:.2f} {mark}")
-        short = ", ".join(f"{v:g}" for v in report["per_task"][0]["rows"][i]["setting"].values())
+        setting = report["per_task"][0]["rows"][i]["setting"]
+        short = ", ".join(f"{setting[p]:g}" for p in PARAMS)
         region = " **R**" if label in report["region"] else ""
         lines.append(f"| {short}{region} | " + " | ".join(cells) + f" | {report['passes'][label]} |")
     sel, today = report["selected"], report["today"]
     lines += [
         "",
-        f"Plausible region (**R**): {len(report['region'])} setting(s)" + (f": {'; '.join(report['region'])}." if report["region"] else "."),
+        ("Plausible region (**R**)" if report["complete"] else "Provisional region (**R**, the settings not yet excluded: at most "
+         f"{len(report['spec']['tasks']) - report['spec']['min_tasks']} failure so far; the remaining tasks can only shrink it)")
+        + f": {len(report['region'])} setting(s)" + (f": {'; '.join(report['region'])}." if report["region"] else "."),
         f"Selected by the rule: {sel['label']} (`{sel['variant']}`)." if sel else "Selected by the rule: none (the region is empty).",
         f"Release 1.0's setting ({today['label']}): passes on {today['passes']} of {len(tasks)} tasks, "
         + ("inside" if today["in_region"] else "outside") + " the region.",

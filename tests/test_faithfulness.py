@@ -122,7 +122,8 @@ def test_tool_on_one_task_with_a_two_point_grid(tmp_path):
         assert row["pass"] == (abs(row["correct"] - task["ce"]["correct"]) * 100 <= row["n"] and 0.5 <= row["median_confidence"] <= 0.9)
     # a DUS teacher with a full-weight CE term beside the focal one is more confident than one without
     assert task["rows"][1]["median_confidence"] > task["rows"][0]["median_confidence"]
-    assert "drug-reviews" in (tmp_path / "faithfulness.md").read_text()
+    md = (tmp_path / "faithfulness.md").read_text()
+    assert "drug-reviews" in md and "| 0, 0.5, 0.1, 2" in md and "| 1, 0.5, 0.1, 2" in md  # PARAMS order
     again = run_faithfulness(spec, tmp_path)  # resumes from the finished task's file
     assert again["per_task"] == json.loads(json.dumps(report["per_task"]))
 
