@@ -454,9 +454,34 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
+def _add_faithfulness(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "faithfulness",
+        help="train CE and DUS teachers over the faithfulness grid and judge them on validation data",
+        description="The faithfulness rule of docs/cud-method.md (section 7): per offline task, the CE teacher and "
+        "one DUS teacher per grid setting (gamma = 10) trained as one stack; a setting passes a task when its "
+        "validation accuracy is within 1 point of CE's and its median top-1 confidence lies in [0.5, 0.9]. "
+        "Writes faithfulness.json and faithfulness.md (per setting and task, the plausible region, the selected setting).",
+    )
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="a subset of the offline tasks (the region is then provisional)")
+    parser.add_argument("--out", default="runs/faithfulness", help="output directory (default: ./runs/faithfulness)")
+    parser.add_argument("--group-size", type=int, metavar="N", help="at most N teachers per stack (default: all at once)")
+    parser.set_defaults(func=_cmd_faithfulness)
+
+
+def _cmd_faithfulness(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cud_bench.faithfulness import FaithfulnessSpec, run_faithfulness, to_markdown
+
+    report = run_faithfulness(FaithfulnessSpec(), Path(args.out), args.tasks, args.group_size, log=lambda line: print(line, file=sys.stderr))
+    print(to_markdown(report), end="")
+    return 0
+
+
 SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_tasks, _add_data, _add_methods, _add_shifts, _add_suites, _add_run, _add_sweep, _add_leaderboard, _add_check,
-    _add_simulate,
+    _add_simulate, _add_faithfulness,
 )
 
 
