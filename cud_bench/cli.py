@@ -466,15 +466,22 @@ def _add_faithfulness(commands: Subparsers) -> None:
     parser.add_argument("--tasks", nargs="+", metavar="TASK", help="a subset of the offline tasks (the region is then provisional)")
     parser.add_argument("--out", default="runs/faithfulness", help="output directory (default: ./runs/faithfulness)")
     parser.add_argument("--group-size", type=int, metavar="N", help="at most N teachers per stack (default: all at once)")
+    parser.add_argument(
+        "--grid", nargs="+", metavar="PARAM=V1,V2", default=[],
+        help="replace grid axes (lam_ce, tau_gate, rho, beta), e.g. --grid lam_ce=0.02,0.05 tau_gate=0: an extension of "
+        "the committed grid, its own spec (use another --out); the criterion and the selection rule are unchanged",
+    )
     parser.set_defaults(func=_cmd_faithfulness)
 
 
 def _cmd_faithfulness(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cud_bench.faithfulness import FaithfulnessSpec, run_faithfulness, to_markdown
+    from cud_bench.faithfulness import FaithfulnessSpec, run_faithfulness, to_markdown, with_grid
+    from cud_bench.sweep import parse_grid
 
-    report = run_faithfulness(FaithfulnessSpec(), Path(args.out), args.tasks, args.group_size, log=lambda line: print(line, file=sys.stderr))
+    spec = with_grid(FaithfulnessSpec(), parse_grid(args.grid)) if args.grid else FaithfulnessSpec()
+    report = run_faithfulness(spec, Path(args.out), args.tasks, args.group_size, log=lambda line: print(line, file=sys.stderr))
     print(to_markdown(report), end="")
     return 0
 

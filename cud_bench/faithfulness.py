@@ -85,6 +85,19 @@ class FaithfulnessSpec(Spec):
         return max(1, n_tasks - (len(self.tasks) - self.min_tasks))
 
 
+def with_grid(spec: FaithfulnessSpec, grid: dict[str, list[str]]) -> FaithfulnessSpec:
+    """``spec`` with some axes replaced (``{"lam_ce": ["0.02", "0.05"]}``): a grid extension is a
+    spec of its own, so its results are kept apart from the committed grid's (keyed by spec hash)."""
+    unknown = sorted(set(grid) - set(PARAMS))
+    if unknown:
+        raise CudBenchError(f"faithfulness --grid: unknown hyperparameter(s) {unknown}; the grid's axes are {list(PARAMS)}")
+    try:
+        axes = {name: tuple(float(v) for v in values) for name, values in grid.items()}
+    except ValueError as exc:
+        raise CudBenchError(f"faithfulness --grid: values must be numbers ({exc})") from None
+    return dataclasses.replace(spec, **axes)
+
+
 def setting_label(setting: dict[str, float]) -> str:
     return ", ".join(f"{p}={setting[p]:g}" for p in PARAMS)
 
@@ -250,8 +263,9 @@ def to_markdown(report: dict[str, Any]) -> str:
          f"{len(report['spec']['tasks']) - report['spec']['min_tasks']} failure so far; the remaining tasks can only shrink it)")
         + f": {len(report['region'])} setting(s)" + (f": {'; '.join(report['region'])}." if report["region"] else "."),
         f"Selected by the rule: {sel['label']} (`{sel['variant']}`)." if sel else "Selected by the rule: none (the region is empty).",
-        f"Release 1.0's setting ({today['label']}): passes on {today['passes']} of {len(tasks)} tasks, "
-        + ("inside" if today["in_region"] else "outside") + " the region.",
+        (f"Release 1.0's setting ({today['label']}): passes on {today['passes']} of {len(tasks)} tasks, "
+         + ("inside" if today["in_region"] else "outside") + " the region.") if today["in_grid"]
+        else f"Release 1.0's setting ({today['label']}) is not in this grid.",
         "",
         "Time per task: " + ", ".join(f"{r['task']} {r['wall_s']:.0f} s" for r in report["per_task"]) + ".",
     ]

@@ -16,6 +16,7 @@ from cud_bench.faithfulness import (
     score_logits,
     select,
     summarise,
+    with_grid,
 )
 from cud_bench.methods import get_method
 
@@ -131,3 +132,16 @@ def test_tool_on_one_task_with_a_two_point_grid(tmp_path):
 def test_cli_refuses_a_task_outside_the_rule(tmp_path, capsys):
     assert main(["faithfulness", "--tasks", "banking77", "--out", str(tmp_path)]) == 2
     assert "not in the rule's tasks" in capsys.readouterr().err
+
+
+def test_a_grid_extension_is_its_own_spec_and_bad_axes_are_refused(tmp_path, capsys):
+    base = FaithfulnessSpec()
+    ext = with_grid(base, {"lam_ce": ["0.02", "0.05"], "tau_gate": ["0"]})
+    assert ext.lam_ce == (0.02, 0.05) and ext.tau_gate == (0.0,) and ext.rho == base.rho and ext.beta == base.beta
+    assert ext.spec_hash() != base.spec_hash() and len(ext.settings()) == 2 * 1 * 3 * 2
+    for bad, message in ((["gamma=5"], "unknown hyperparameter(s) ['gamma']"), (["rho=a"], "values must be numbers"),
+                         (["rho"], "expected PARAM=V1,V2")):
+        assert main(["faithfulness", "--tasks", "drug-reviews", "--grid", *bad, "--out", str(tmp_path)]) == 2
+        assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before any work
+
