@@ -156,11 +156,7 @@ def _add_run(commands: Subparsers) -> None:
         "2 on a 2-core machine roughly halves the training time. Reruns with the same N give the same numbers",
     )
     _add_executor_args(parser)
-    parser.add_argument(
-        "--portable", action="store_true",
-        help="portable numerics: baseline x86-64 kernels in torch, MKL, oneDNN, numpy and libm, one thread per "
-        "worker, so the numbers repeat bit for bit on any x86-64 CPU (slower; own caches; never mixed with native runs)",
-    )
+    _add_portable_arg(parser)
     parser.add_argument(
         "--group-size", type=int, default=None, metavar="N",
         help="train a task's students of one architecture together as stacks of at most N models (default: all "
@@ -176,9 +172,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cud_bench.suites import load_suite
 
     suite = load_suite(args.suite).restrict(tasks=args.tasks, methods=args.methods, seeds=args.seeds)
-    mode = "portable" if args.portable else "native"
     summary = run_suite(
-        suite, args.out, progress=not args.no_progress, recompute=not args.no_recompute, numerics_mode=mode,
+        suite, args.out, progress=not args.no_progress, recompute=not args.no_recompute, numerics_mode=_numerics_mode(args),
         executor=_executor(args), group_size=args.group_size,
     )
     print(summary.report())
@@ -200,6 +195,18 @@ def _add_executor_args(parser: argparse.ArgumentParser, prefix: str = "") -> Non
         "--max-retries", type=int, metavar="N",
         help="ray executor: times a task whose worker or node died is run again (default: 3)",
     )
+
+
+def _add_portable_arg(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    parser.add_argument(
+        "--portable", action="store_true",
+        help=prefix + "portable numerics: baseline x86-64 kernels in torch, MKL, oneDNN, numpy and libm, one thread per "
+        "worker, so the numbers repeat bit for bit on any x86-64 CPU (slower; own caches; never mixed with native runs)",
+    )
+
+
+def _numerics_mode(args: argparse.Namespace) -> str:
+    return "portable" if args.portable else "native"
 
 
 def _executor(args: argparse.Namespace) -> Any:
@@ -226,6 +233,7 @@ def _add_sweep(commands: Subparsers) -> None:
     parser.add_argument("--out", default="runs", help="output directory (default: ./runs)")
     parser.add_argument("--jobs", type=int, metavar="N", help="local executor: worker processes (see `cud-bench run --help`)")
     _add_executor_args(parser)
+    _add_portable_arg(parser)
     parser.set_defaults(func=_cmd_sweep)
 
 
@@ -234,7 +242,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from cud_bench.sweep import parse_grid, run_sweep
 
     suite = load_suite(args.suite).restrict(tasks=args.tasks, seeds=args.seeds)
-    variants, summary = run_sweep(suite, args.method, parse_grid(args.grid), args.out, also=args.also, executor=_executor(args))
+    variants, summary = run_sweep(
+        suite, args.method, parse_grid(args.grid), args.out, also=args.also, executor=_executor(args), numerics_mode=_numerics_mode(args)
+    )
     print("\n".join([f"{len(variants)} settings: {', '.join(variants)}", summary.report()]))
     return 0
 
@@ -256,6 +266,7 @@ def _add_check(commands: Subparsers) -> None:
     parser.add_argument("--runs", default="runs", help="output directory for --run (default: ./runs)")
     parser.add_argument("--jobs", type=int, metavar="N", help="local executor: worker processes for --run")
     _add_executor_args(parser, "for --run: ")
+    _add_portable_arg(parser, "for --run: ")
     parser.add_argument("--root", help="folder holding the releases (default: the package's leaderboard/releases)")
     parser.add_argument("--out", default="claims-report", help="where the verdicts go as <claims name>.json and .md (default: ./claims-report)")
     parser.set_defaults(func=_cmd_check)
@@ -270,7 +281,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     with use(_executor(args)):  # the suite --run names runs on it
         claims, verdicts, source = run_check(
             Path(args.claims), results=args.results, release=args.release, suite=args.run, runs=Path(args.runs),
-            releases_root=args.root and Path(args.root),
+            releases_root=args.root and Path(args.root), numerics_mode=_numerics_mode(args),
         )
     print(to_markdown(verdicts, claims, source))
     for path in write_reports(claims, verdicts, source, Path(args.out), Path(args.claims).stem):

@@ -52,7 +52,9 @@ def run_sweep(
     also: Sequence[str] = ("kd",),
     jobs: int = 1,
     executor: Executor | None = None,
+    numerics_mode: str = "native",
 ) -> tuple[list[str], RunSummary]:
     """Run ``suite`` on every grid point of ``method`` plus the methods ``also`` (the comparisons)."""
     variants = sweep_methods(method, grid)
-    return variants, run_suite(suite.restrict(methods=[*also, *variants]), out_dir, jobs=jobs, executor=executor)
+    restricted = suite.restrict(methods=[*also, *variants])
+    return variants, run_suite(restricted, out_dir, jobs=jobs, executor=executor, numerics_mode=numerics_mode)

@@ -684,6 +684,7 @@ def run_check(
     runs: Path = Path("runs"),
     jobs: int = 1,
     releases_root: Path | None = None,
+    numerics_mode: str = "native",
 ) -> tuple[list[ClaimSpec], list[Verdict], str]:
     """Load the claims, get the results (a records folder, a release, or a suite run now, reusing
     cached teachers and features and skipping finished cells), and check every claim."""
@@ -699,7 +700,7 @@ def run_check(
         from cud_bench.suites import load_suite
 
         spec = load_suite(suite)
-        run_suite(spec, runs, jobs=jobs)
+        run_suite(spec, runs, jobs=jobs, numerics_mode=numerics_mode)
         found = Results.from_records(Path(runs) / spec.name / "records")
     else:
         found = Results.from_records(Path(results))

@@ -76,3 +76,34 @@ def test_version_and_required_subcommand(capsys):
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args([])  # a subcommand is required
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--suite", "smoke", "--no-progress"],
+        ["sweep", "--method", "cud", "--grid", "gamma=2,5", "--suite", "smoke"],
+        ["check", "claims/smoke-ci.yaml", "--run", "smoke"],
+    ],
+    ids=["run", "sweep", "check"],
+)
+def test_every_command_that_runs_a_suite_passes_the_numerics_mode(argv, tmp_path, monkeypatch):
+    """A release is built in one mode (portable or native), so sweeps and `check --run` need the flag as `run` has it."""
+    import cud_bench.runner
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_suite(*args, numerics_mode="native", **kwargs):
+        seen.append(numerics_mode)
+        raise Stop
+
+    monkeypatch.setattr(cud_bench.runner, "run_suite", fake_run_suite)
+    monkeypatch.setattr("cud_bench.sweep.run_suite", fake_run_suite)
+    monkeypatch.chdir(Path(__file__).parents[1])
+    for extra, mode in (([], "native"), (["--portable"], "portable")):
+        with pytest.raises(Stop):
+            main([*argv, *extra])
+    assert seen == ["native", "portable"]
