@@ -32,8 +32,24 @@ Measured here, 2 cores shared with ~10 runnable processes (load average 8-11), m
 Stacked / loop at 1 thread: 2.00x and 1.36x (the same code; the other jobs' load varied). With two threads and no free core, OpenMP's default active wait makes both 20-28x
 slower; passive waiting removes that, and the second thread then gains nothing because
 no core is free. The stacked runs were bit-identical to the one-thread loop at both
-thread counts in both sessions. What a second core gives a stack on an idle machine
-was not measurable here.
+thread counts in both sessions.
+
+On an idle machine (load average 0.1, 2026-11-30, ``OMP_NUM_THREADS=1``), means of 2 rounds:
+
+    loop 1t 6.28 s, loop 2t 6.99 s, stacked 1t 4.65 s, stacked 2t 3.30 s
+
+Stacked at 2 threads is 1.90x the one-thread loop (2.12x the two-thread loop); at 1
+thread 1.35x. Below the 3x target. Where a 2-thread stacked run's 3.3 s go (timers
+around each phase): forward 1.17 s (of which dropout masks 0.69 s: torch draws them
+serially per generator, ~10 ns per element, the same draws the loop makes), the 16
+per-model loss calls 0.72 s, backward 0.77 s, AdamW 0.23 s, validation and temperature
+fits 0.38 s. Tried and dropped: drawing the next step's masks on a second Python thread
+while the step computes. With 2 torch threads it made the run 1.5-2x slower (the mask
+thread and OpenMP's team compete for two cores, and GIL hand-offs slow the per-model
+loss loop of tiny ops); with 1 torch thread it gained ~10%. What would still help: one
+loss call for the whole stack (the per-model loss code is the largest overhead left;
+bit-identity must then be re-established per loss) and masks from a generator that can
+be drawn in parallel (which changes every dropout mask, hence every trained number).
 
 Why the ratio is bounded: stacking removes per-model overheads (dispatch, Python, one
 optimiser call and one temperature search per model), not arithmetic. The arithmetic

@@ -269,6 +269,7 @@ def _add_check(commands: Subparsers) -> None:
     _add_portable_arg(parser, "for --run: ")
     parser.add_argument("--root", help="folder holding the releases (default: the package's leaderboard/releases)")
     parser.add_argument("--out", default="claims-report", help="where the verdicts go as <claims name>.json and .md (default: ./claims-report)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar over the claims")
     parser.set_defaults(func=_cmd_check)
 
 
@@ -281,7 +282,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     with use(_executor(args)):  # the suite --run names runs on it
         claims, verdicts, source = run_check(
             Path(args.claims), results=args.results, release=args.release, suite=args.run, runs=Path(args.runs),
-            releases_root=args.root and Path(args.root), numerics_mode=_numerics_mode(args),
+            releases_root=args.root and Path(args.root), numerics_mode=_numerics_mode(args), progress=not args.no_progress,
         )
     print(to_markdown(verdicts, claims, source))
     for path in write_reports(claims, verdicts, source, Path(args.out), Path(args.claims).stem):

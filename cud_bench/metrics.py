@@ -847,6 +847,7 @@ WEIGHTED.register("mean_confidence", _mean_of(lambda p: p.confidence))
 WEIGHTED.register("ece", Weighted(_weighted_ece, _uniform))
 WEIGHTED.register("mce", Weighted(_weighted_mce, _uniform))
 WEIGHTED.register("smooth_ece", Weighted(_weighted_smooth_ece))
+WEIGHTED.register("debiased_ce", Weighted(lambda preds, spec, counts: _debiased_squared(*_uniform_bins(preds, spec, counts)), _uniform))
 
 
 def _percentiles(replicates: np.ndarray, level: float) -> tuple[float, float]:

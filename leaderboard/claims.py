@@ -418,10 +418,17 @@ class Cell:
         return f"{self.board.label} / {self.set_id}"
 
 
-def check(claims: Iterable[ClaimSpec], results: Results) -> list[Verdict]:
-    """The verdict of every claim on ``results``, with Holm's adjustment over the file's p-values."""
+def check(claims: Iterable[ClaimSpec], results: Results, *, progress: bool = False) -> list[Verdict]:
+    """The verdict of every claim on ``results``, with Holm's adjustment over the file's p-values.
+    ``progress``: a bar over the claims on stderr (one claim over a whole suite's sets takes minutes)."""
+    from tqdm.auto import tqdm
+
     grouped = boards(results.entries)
-    verdicts = [_check(claim, grouped, results) for claim in claims]
+    verdicts = []
+    bar = tqdm(list(claims), desc="check claims", unit="claim", disable=not progress)
+    for claim in bar:
+        bar.set_postfix_str(claim.id)
+        verdicts.append(_check(claim, grouped, results))
     adjusted = inference.holm([v.p_value for v in verdicts])
     return [dataclasses.replace(v, p_holm=p, note=_holm_note(v, p)) for v, p in zip(verdicts, adjusted)]
 
@@ -685,6 +692,7 @@ def run_check(
     jobs: int = 1,
     releases_root: Path | None = None,
     numerics_mode: str = "native",
+    progress: bool = False,
 ) -> tuple[list[ClaimSpec], list[Verdict], str]:
     """Load the claims, get the results (a records folder, a release, or a suite run now, reusing
     cached teachers and features and skipping finished cells), and check every claim."""
@@ -704,7 +712,7 @@ def run_check(
         found = Results.from_records(Path(runs) / spec.name / "records")
     else:
         found = Results.from_records(Path(results))
-    return claims, check(claims, found), found.source
+    return claims, check(claims, found, progress=progress), found.source
 
 
 def write_reports(claims: list[ClaimSpec], verdicts: list[Verdict], source: str, out: Path, stem: str) -> list[Path]:

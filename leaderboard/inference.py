@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -51,7 +52,7 @@ from scipy.optimize import brentq
 from scipy.stats import binomtest, norm
 from scipy.stats import t as t_dist
 
-from cud_bench.metrics import METRICS, NLL_EPS, WEIGHTED, Predictions, _bin_edges, _bin_index, difference_interval
+from cud_bench.metrics import METRICS, NLL_EPS, WEIGHTED, Predictions, _bin_edges, _bin_index, _debiased_squared, difference_interval
 from cud_bench.registry import Registry
 from cud_bench.specs import MetricSpec
 from leaderboard.stats import HIGHER_IS_BETTER
@@ -475,6 +476,10 @@ LINEAR.register("nll", _mean_linear(lambda p: -np.log(np.maximum(p.true_prob, NL
 LINEAR.register("brier", _mean_linear(lambda p: p.sq_norm - 2 * p.true_prob + 1))
 LINEAR.register("mean_confidence", _mean_linear(lambda p: p.confidence))
 LINEAR.register("ece", Linear(_ece_entries, _ece_finish, lambda spec: spec.binning == "uniform" and spec.norm == "l1"))
+# Uniform bins only: equal-mass edges move with every resample, so they are not sums over examples.
+LINEAR.register("debiased_ce", Linear(
+    _ece_entries, lambda s, spec: _debiased_squared(*np.split(s, 3, axis=-1)), lambda spec: spec.binning == "uniform" and spec.norm == "l2sq",
+))
 
 
 # -- tests on stored numbers, corrections, verdicts --------------------------------------
@@ -898,6 +903,7 @@ def _pool_only(world: World, spec: MetricSpec, sd: float, scale: float, example_
 # -- the standard simulation: what `cud-bench simulate` runs -----------------------------
 
 CORRUPTION_SIZES = (30, 100, 300, 500)  # texts per corruption x severity, as the power table asks
+POWER_SEEDS = (3, 5)  # training seeds of the power settings: release 1.0's and release 2.0's
 FAMILY_SIZES = (30, 300)  # the corruption family at release 1.0's size and corruption v2's
 ECE_DELTAS = (-0.005, -0.01, -0.02, -0.05)  # true pooled-corruption ECE differences A - B
 NULL_KINDS = (
@@ -910,17 +916,21 @@ BASE_METRICS = ("accuracy", "ece/uniform/15/l1")
 
 def standard_settings(metrics: Sequence[str] = BASE_METRICS) -> list[Setting]:
     """The settings of the README's table: no true difference at every corruption size (every
-    claim kind but the 50-set corruption family), the corruption family (mean, worst, worst
-    difference, and the per-unit design) at release 1.0's and corruption v2's sizes with
-    calibration metrics only (its cost grows with the number of sets), pooled-corruption ECE differences of 0.5, 1, 2 and 5
-    points at every size (power), a true accuracy difference, and claims over 2 tasks and 1 task
-    (the shapes of the domain-transfer and tail-class claims)."""
+    claim kind but the 50-set corruption family; also with release 2.0's 5 seeds), the corruption
+    family (mean, worst, worst difference, and the per-unit design) at release 1.0's and
+    corruption v2's sizes with calibration metrics only (its cost grows with the number of sets),
+    pooled-corruption ECE differences of 0.5, 1, 2 and 5 points at every size with 3 and 5 seeds
+    (power), a true accuracy difference, and claims over 2 tasks and 1 task (the shapes of the
+    domain-transfer and tail-class claims)."""
     calibration = tuple(m for m in metrics if m != "accuracy")
     out = [Setting(f"null-n{n}", World(n_corrupt=n), kinds=NULL_KINDS, metrics=tuple(metrics)) for n in CORRUPTION_SIZES]
+    out.append(Setting("null-s5-n300", World(n_corrupt=300, n_seeds=5), kinds=NULL_KINDS, metrics=tuple(metrics)))  # release 2.0's shape
     out += [Setting(f"family-null-n{n}", World(n_corrupt=n), kinds=FAMILY_KINDS, metrics=calibration) for n in FAMILY_SIZES]
     for delta in ECE_DELTAS:
-        for n in CORRUPTION_SIZES:
-            out.append(Setting(f"ece{delta * 100:+g}pt-n{n}", World(n_corrupt=n), ece_delta=delta, kinds=("pool/mean", "clean/mean"), metrics=calibration))
+        for seeds in POWER_SEEDS:
+            for n in CORRUPTION_SIZES:
+                name = f"ece{delta * 100:+g}pt" + ("" if seeds == World.n_seeds else f"-s{seeds}") + f"-n{n}"
+                out.append(Setting(name, World(n_corrupt=n, n_seeds=seeds), ece_delta=delta, kinds=("pool/mean", "clean/mean"), metrics=calibration))
     out.append(Setting("accuracy-n30", World(n_corrupt=30), example_sd_a=0.8, kinds=("clean/mean", "pool/mean"), metrics=tuple(metrics)))
     # claims over few tasks (domain transfer: 2 tasks; tail classes: 1), where the t correction matters most
     out.append(Setting("null-2tasks", World(n_tasks=2), kinds=("domain/mean", "clean/mean"), metrics=tuple(metrics)))
@@ -958,19 +968,27 @@ def simulation_markdown(outcomes: Sequence[Outcome], level: float = 0.95) -> str
             f"| {o.setting} | {o.metric} | {o.kind} | {o.n_benchmarks} | {o.truth:+.4f} | {o.coverage:.3f} ± {_mc(o.coverage, o.n_benchmarks):.3f} "
             f"| {o.holds:.3f} | {o.fails:.3f} | {o.mean_effect:+.4f} | {o.mean_mde:.4f} | {within_target(o)} |"
         )
-    power = {(o.setting.rsplit("-n", 1)[0], int(o.setting.rsplit("-n", 1)[1]), o.metric): o.holds
-             for o in outcomes if o.kind == "pool/mean" and o.setting.startswith("ece")}
-    for metric in sorted({m for _, _, m in power}):
-        deltas = sorted({d for d, _, m in power if m == metric}, key=lambda d: -float(d[3:-2]))
-        sizes = sorted({n for _, n, m in power if m == metric})
-        lines += ["", f"Power of the pooled-corruption claim (A lower {metric} than B, mean over tasks) by true difference and texts per corruption:", ""]
+    power = {}  # (metric, seeds) -> {(true difference in points, n): share "holds"}
+    for o in outcomes:
+        name = _POWER_SETTING.fullmatch(o.setting)
+        if name and o.kind == "pool/mean":
+            seeds = int(name["seeds"] or World.n_seeds)
+            power.setdefault((o.metric, seeds), {})[float(name["delta"]), int(name["n"])] = o.holds
+    for (metric, seeds), table in sorted(power.items()):
+        deltas = sorted({d for d, _ in table}, reverse=True)
+        sizes = sorted({n for _, n in table})
+        lines += ["", f"Power of the pooled-corruption claim (A lower {metric} than B, mean over tasks), {seeds} training seeds, "
+                  "by the true difference that defines the setting (pooled ece/uniform/15/l1) and texts per corruption:", ""]
         lines += ["| true difference | " + " | ".join(f"n = {n}" for n in sizes) + " |", "|---|" + "---|" * len(sizes)]
         for d in deltas:
-            lines.append(f"| {d[3:]} | " + " | ".join(f"{power.get((d, n, metric), float('nan')):.3f}" for n in sizes) + " |")
-        enough = [n for n in sizes if power.get(("ece-2pt", n, metric), 0) >= 0.8]
-        lines += ["", f"Smallest n per corruption with power >= 0.8 for a 2-point difference ({metric}): "
+            lines.append(f"| {d:g}pt | " + " | ".join(f"{table.get((d, n), float('nan')):.3f}" for n in sizes) + " |")
+        enough = [n for n in sizes if table.get((-2.0, n), 0) >= 0.8]
+        lines += ["", f"Smallest n per corruption with power >= 0.8 for a 2-point difference ({metric}, {seeds} seeds): "
                   + (f"{enough[0]}" if enough else f"none up to {max(sizes)}")]
     return "\n".join(lines) + "\n"
+
+
+_POWER_SETTING = re.compile(r"ece(?P<delta>[+-][0-9.]+)pt(?:-s(?P<seeds>[0-9]+))?-n(?P<n>[0-9]+)")
 
 
 def _mc(share: float, n: int) -> float:

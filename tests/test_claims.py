@@ -194,8 +194,11 @@ def test_check_command_exit_status_and_reports(results, tmp_path, capsys):
     claims.write_text(textwrap.dedent(body.format(extra="")))
     out = tmp_path / "report"
     assert main(["check", str(claims), "--results", str(records), "--out", str(out)]) == 0
+    assert "check claims" in (err := capsys.readouterr().err) and "2/2" in err  # a bar over the claims
     verdicts = json.loads((out / "claims.json").read_text())["verdicts"]
     assert [(v["claim"], v["status"]) for v in verdicts] == [("kd-beats-ce", "holds"), ("tracked-false", "fails")]
+    assert main(["check", str(claims), "--results", str(records), "--out", str(out), "--no-progress"]) == 0
+    assert "check claims" not in capsys.readouterr().err
     assert "| kd-beats-ce (required) | kd higher than ce |" in (out / "claims.md").read_text()
     claims.write_text(textwrap.dedent(body.format(extra="- {id: required-false, a: kd, b: ce, direction: lower, required: true}")))
     assert main(["check", str(claims), "--results", str(records), "--out", str(out)]) == 1

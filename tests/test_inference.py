@@ -22,7 +22,7 @@ def _preds(rng: np.random.Generator, n: int = 120, c: int = 3, sharp: float = 2.
     return Predictions.of(softmax(sharp * logits, axis=1), labels)
 
 
-@pytest.mark.parametrize("metric", ["accuracy", "nll", "brier", "mean_confidence", "ece/uniform/15/l1"])
+@pytest.mark.parametrize("metric", ["accuracy", "nll", "brier", "mean_confidence", "ece/uniform/15/l1", "debiased_ce/uniform/15/l2sq"])
 def test_sufficient_statistics_equal_the_metric_on_resampled_rows(metric):
     rng = np.random.default_rng(0)
     spec, preds = MetricSpec.from_id(metric), _preds(rng)
@@ -129,12 +129,21 @@ def test_simulate_command_refuses_unknown_settings_and_metrics_without_a_populat
 
 def test_simulation_tables_name_the_size_that_reaches_power():
     outcomes = [
-        inference.Outcome(f"ece-2pt-n{n}", "ece/uniform/15/l1", "pool/mean", 10, -0.02, 0.95, power, 0.0, -0.02, 0.01, 0.01, 0.03, 1.0)
-        for n, power in ((30, 0.3), (100, 0.7), (300, 0.85), (500, 0.99))
+        inference.Outcome(f"ece-2pt{seeds}-n{n}", "ece/uniform/15/l1", "pool/mean", 10, -0.02, 0.95, power, 0.0, -0.02, 0.01, 0.01, 0.03, 1.0)
+        for seeds, rows in (("", ((30, 0.3), (100, 0.7), (300, 0.85), (500, 0.99))), ("-s5", ((300, 0.75), (500, 0.9))))
+        for n, power in rows
     ]
     text = inference.simulation_markdown(outcomes)
-    assert "| -2pt | 0.300 | 0.700 | 0.850 | 0.990 |" in text
-    assert "Smallest n per corruption with power >= 0.8 for a 2-point difference (ece/uniform/15/l1): 300" in text
+    three, five = text.split("5 training seeds")
+    assert "| -2pt | 0.300 | 0.700 | 0.850 | 0.990 |" in three and "3 training seeds" in three
+    assert "Smallest n per corruption with power >= 0.8 for a 2-point difference (ece/uniform/15/l1, 3 seeds): 300" in three
+    assert "| -2pt | 0.750 | 0.900 |" in five
+    assert "Smallest n per corruption with power >= 0.8 for a 2-point difference (ece/uniform/15/l1, 5 seeds): 500" in five
+
+
+def test_power_settings_simulate_the_named_number_of_seeds():
+    settings = {s.name: s for s in inference.select_settings(["ece-2pt*-n300"])}
+    assert settings["ece-2pt-n300"].world.n_seeds == 3 and settings["ece-2pt-s5-n300"].world.n_seeds == 5
 
 
 def test_simulation_table_separates_misses_from_monte_carlo_noise():

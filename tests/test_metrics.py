@@ -364,7 +364,10 @@ def test_paired_bootstrap_needs_matching_seeds():
         paired_bootstrap(ECE, np.stack([probs, probs]), probs, labels, seed=0)
 
 
-@pytest.mark.parametrize("spec", [s for s in STANDARD_SPECS if s.name in WEIGHTED and WEIGHTED.get(s.name).fits(s)], ids=str)
+WEIGHTED_SPECS = [s for s in STANDARD_SPECS if s.name in WEIGHTED and WEIGHTED.get(s.name).fits(s)] + [MetricSpec("debiased_ce", "uniform", 15, "l2sq")]
+
+
+@pytest.mark.parametrize("spec", WEIGHTED_SPECS, ids=str)
 def test_weighted_forms_equal_the_metric_on_each_resample(spec):
     probs, labels = random_predictions(120, 4, seed=19)
     preds = Predictions.of(probs, labels)
