@@ -475,7 +475,11 @@ def _add_faithfulness(commands: Subparsers) -> None:
         "validation accuracy is within 1 point of CE's and its median top-1 confidence lies in [0.5, 0.9]. "
         "Writes faithfulness.json and faithfulness.md (per setting and task, the plausible region, the selected setting).",
     )
-    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="a subset of the offline tasks (the region is then provisional)")
+    parser.add_argument(
+        "--tasks", nargs="+", metavar="TASK",
+        help="a subset of the offline tasks (the region is then provisional), or other registered tasks (a spec of "
+        "their own, judged for their per-task selections: how the default cud picks its DUS setting on a task)",
+    )
     parser.add_argument("--out", default="runs/faithfulness", help="output directory (default: ./runs/faithfulness)")
     parser.add_argument("--group-size", type=int, metavar="N", help="at most N teachers per stack (default: all at once)")
     parser.add_argument(
@@ -483,16 +487,35 @@ def _add_faithfulness(commands: Subparsers) -> None:
         help="replace grid axes (lam_ce, tau_gate, rho, beta), e.g. --grid lam_ce=0.02,0.05 tau_gate=0: an extension of "
         "the committed grid, its own spec (use another --out); the criterion and the selection rule are unchanged",
     )
+    parser.add_argument(
+        "--update-table", nargs="+", metavar="REPORT",
+        help="train nothing: write the per-task table the default cud reads (cud_bench/method_defs/dus_per_task.json) "
+        "from these faithfulness.json reports (e.g. docs/faithfulness/faithfulness.json "
+        "docs/faithfulness-suite/faithfulness.json)",
+    )
     parser.set_defaults(func=_cmd_faithfulness)
 
 
 def _cmd_faithfulness(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cud_bench.faithfulness import FaithfulnessSpec, run_faithfulness, to_markdown, with_grid
+    from cud_bench.data.tasks import get_task
+    from cud_bench.faithfulness import FaithfulnessSpec, per_task_table, run_faithfulness, to_markdown, with_grid, with_tasks
+    from cud_bench.io import write_json_atomic
+    from cud_bench.method_defs.dus_per_task import TABLE
     from cud_bench.sweep import parse_grid
 
+    if args.update_table:
+        table = per_task_table([Path(p) for p in args.update_table])
+        write_json_atomic(TABLE, table)
+        print(f"{TABLE}: {len(table['settings'])} tasks ({', '.join(table['settings'])})")
+        return 0
+
     spec = with_grid(FaithfulnessSpec(), parse_grid(args.grid)) if args.grid else FaithfulnessSpec()
+    if args.tasks and not set(args.tasks) <= set(spec.tasks):
+        for task in args.tasks:
+            get_task(task)  # an unknown name fails here, with the registered ones listed
+        spec = with_tasks(spec, args.tasks)
     report = run_faithfulness(spec, Path(args.out), args.tasks, args.group_size, log=lambda line: print(line, file=sys.stderr))
     print(to_markdown(report), end="")
     return 0

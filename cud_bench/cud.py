@@ -52,6 +52,9 @@ class DUSParams(Spec):
     teacher as confident as the plain CE one).
 
     ``alpha`` is one weight for every class or a tuple of C per-class weights.
+    These defaults are release 1.0's (the method ``cud-lamce0``); the default ``cud``
+    sets the four unstated values per task by the faithfulness rule
+    (:mod:`cud_bench.method_defs.dus_per_task`).
     """
 
     lam_ce: float = 0.0

@@ -98,6 +98,13 @@ def with_grid(spec: FaithfulnessSpec, grid: dict[str, list[str]]) -> Faithfulnes
     return dataclasses.replace(spec, **axes)
 
 
+def with_tasks(spec: FaithfulnessSpec, tasks: Sequence[str]) -> FaithfulnessSpec:
+    """``spec`` judged on other tasks (a suite's tasks outside the offline seven): a spec of its own
+    whose per-task selections (:func:`per_task_selection`) are what it is for; its region needs every one
+    of its tasks, so it never stands in for the offline tasks' region."""
+    return dataclasses.replace(spec, tasks=tuple(tasks), min_tasks=len(tasks))
+
+
 def setting_label(setting: dict[str, float]) -> str:
     return ", ".join(f"{p}={setting[p]:g}" for p in PARAMS)
 
@@ -133,6 +140,41 @@ def preference(setting: dict[str, float]) -> tuple[float, ...]:
 def select(settings: Sequence[dict[str, float]]) -> dict[str, float] | None:
     """The first setting of ``settings`` (the region) in :func:`preference` order; None if empty."""
     return min(settings, key=preference) if settings else None
+
+
+def per_task_selection(report: dict[str, Any]) -> dict[str, dict[str, float] | None]:
+    """Task -> the setting the committed order picks among those passing on that task alone (None: none passes).
+
+    Why: the region (one setting for 6 of 7 tasks) is empty, and the default ``cud`` takes its DUS
+    setting per task instead (docs/cud-method.md, section 7.3): the same criterion and order, applied
+    to each task's own validation split."""
+    return {r["task"]: select([row["setting"] for row in r["rows"] if row["pass"]]) for r in report["per_task"]}
+
+
+def per_task_table(report_files: Sequence[Path]) -> dict[str, Any]:
+    """The table the default ``cud`` reads (:mod:`cud_bench.method_defs.dus_per_task`): every task of the
+    reports with its :func:`per_task_selection`. A task without a passing setting, or judged twice with
+    different selections, is refused: the table must say one setting per task."""
+    settings: dict[str, dict[str, float]] = {}
+    for path in report_files:
+        try:
+            report = json.loads(Path(path).read_text())
+            picked = per_task_selection(report)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CudBenchError(f"{path}: not a faithfulness report ({exc})") from None
+        if not report.get("complete"):
+            raise CudBenchError(f"{path}: the report is partial; finish its tasks first")
+        for task, setting in picked.items():
+            if setting is None:
+                raise CudBenchError(f"{path}: no grid setting passes on {task}; the table has nothing to give it")
+            if settings.setdefault(task, setting) != setting:
+                raise CudBenchError(f"{path}: {task} was judged before with another selection ({setting_label(settings[task])})")
+    return {
+        "about": "per task, the DUS setting the default cud trains (docs/cud-method.md, section 7.3); written by "
+        "`cud-bench faithfulness --update-table` from the reports below (cud_bench.faithfulness.per_task_table)",
+        "reports": [str(p) for p in report_files],
+        "settings": {task: {p: setting[p] for p in PARAMS} for task, setting in settings.items()},
+    }
 
 
 # -- training and scoring ---------------------------------------------------------------
@@ -216,7 +258,7 @@ def summarise(spec: FaithfulnessSpec, per_task: list[dict[str, Any]]) -> dict[st
     chosen = select([by_label[label] for label in region])
     today = {p: get_method(spec.method).teacher.params[p] for p in PARAMS}
     today_label = setting_label(today)
-    return {
+    report = {
         "spec": dataclasses.asdict(spec),
         "spec_hash": spec.spec_hash(),
         "tasks_run": [r["task"] for r in per_task],
@@ -230,6 +272,7 @@ def summarise(spec: FaithfulnessSpec, per_task: list[dict[str, Any]]) -> dict[st
                   "passes": sum(passes[today_label].values()) if today_label in passes else None,
                   "in_region": today_label in region},
     }
+    return {**report, "per_task_selected": per_task_selection(report)}
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -240,6 +283,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         + ("" if report["complete"] else f" (partial: {len(tasks)} of {len(report['spec']['tasks'])} tasks)")
         + f"; a setting is plausible when it passes on at least {report['required_passes']} of {len(tasks)}.",
         "",
+        *([] if tuple(report["spec"]["tasks"]) == OFFLINE_TASKS else [
+            "Judged for the per-task selections below: these tasks are not the rule's seven, so the region of this "
+            "report is not the plausible region of docs/cud-method.md.", ""]),
         "Each cell: validation accuracy % (Δ vs CE in points) / median top-1 confidence, ✓ pass, ✗ fail.",
         "",
         "| setting (lam_ce, tau_gate, rho, beta) | " + " | ".join(tasks) + " | passes |",
@@ -266,6 +312,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         (f"Release 1.0's setting ({today['label']}): passes on {today['passes']} of {len(tasks)} tasks, "
          + ("inside" if today["in_region"] else "outside") + " the region.") if today["in_grid"]
         else f"Release 1.0's setting ({today['label']}) is not in this grid.",
+        "",
+        "Per task (the same criterion and order on each task alone; how the default `cud` picks its DUS setting): "
+        + "; ".join(f"{task} {setting_label(s) if s else 'none passes'}" for task, s in report["per_task_selected"].items()) + ".",
         "",
         "Time per task: " + ", ".join(f"{r['task']} {r['wall_s']:.0f} s" for r in report["per_task"]) + ".",
     ]

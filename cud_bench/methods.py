@@ -19,13 +19,20 @@ from cud_bench.specs import Spec
 
 @dataclasses.dataclass(frozen=True)
 class MethodSpec(Spec):
-    """``teacher`` is None for methods that train the student on labels alone."""
+    """``teacher`` is None for methods that train the student on labels alone.
+
+    ``teacher_by_task`` ((task, recipe) pairs) gives some tasks a teacher recipe of their own
+    (the default ``cud`` takes its DUS setting per task: docs/cud-method.md, section 7.3);
+    ``teacher`` is then the recipe's registered default, which no task of the table trains.
+    A method with a table trains no task outside it (:meth:`for_task` says so).
+    """
 
     name: str
     teacher: Component | None
     transform: Component | None
     student: Component
     description: str = dataclasses.field(default="", metadata={"hash": False})
+    teacher_by_task: tuple[tuple[str, Component], ...] = dataclasses.field(default=(), metadata={"hash": "unless-default"})
 
     def __post_init__(self) -> None:
         if (self.teacher is None) != (self.transform is None):
@@ -33,13 +40,37 @@ class MethodSpec(Spec):
         if self.teacher is None and self.student.name != "ce":
             raise ValueError(f"method {self.name!r}: student recipe {self.student.name!r} needs a teacher")
 
+    def for_task(self, task: str) -> MethodSpec:
+        """The method as it runs on ``task``: its teacher is the task's own where the table has one."""
+        if not self.teacher_by_task:
+            return self
+        per_task = dict(self.teacher_by_task)
+        if task not in per_task:
+            raise CudBenchError(
+                f"method {self.name!r} takes its teacher setting per task and has none for task {task!r} "
+                f"(it has: {', '.join(per_task)}); judge the task with `cud-bench faithfulness --tasks {task}` "
+                "(docs/cud-method.md, section 7.3), or run a method with one setting for every task (cud-lamce0 or a "
+                "variant of it)"
+            )
+        return dataclasses.replace(self, teacher=per_task[task], teacher_by_task=())
+
     @property
     def parts(self) -> dict[str, str | None]:
         return {
-            "teacher": self.teacher.label if self.teacher else None,
+            "teacher": self._teacher_label(),
             "transform": self.transform.label if self.transform else None,
             "student": self.student.label,
         }
+
+    def _teacher_label(self) -> str | None:
+        """The teacher recipe; with a per-task table, the values every task shares and which vary."""
+        if not self.teacher_by_task:
+            return self.teacher.label if self.teacher else None
+        recipes = [c for _, c in self.teacher_by_task]
+        shared = {k: v for k, v in sorted(recipes[0].params.items()) if all(c.params[k] == v for c in recipes)}
+        varying = sorted(set(recipes[0].params) - set(shared))
+        args = ",".join(f"{k}={v}" for k, v in shared.items())
+        return f"{recipes[0].name}({args}; per task: {','.join(varying)})"
 
 
 methods: Registry[Callable[[], MethodSpec]] = Registry(
@@ -78,13 +109,19 @@ def get_method(name: str) -> MethodSpec:
             raise CudBenchError(f"method variant {name!r}: {override!r} {why}; {base}'s hyperparameters: {found}")
         default = parts[owners[0]].params[param]
         changes.setdefault(owners[0], {})[param] = _parse_value(raw, default, name)
-    replaced = {p: component(parts[p].kind, parts[p].name, **{**parts[p].params, **c}) for p, c in changes.items()}
-    for part, pinned in replaced.items():
+    replaced: dict[str, Any] = {p: _override(parts[p], c) for p, c in changes.items()}
+    if "teacher" in changes and spec.teacher_by_task:  # a variant's teacher overrides apply on every task
+        replaced["teacher_by_task"] = tuple((task, _override(c, changes["teacher"])) for task, c in spec.teacher_by_task)
+    for part, pinned in [*((p, replaced[p]) for p in changes), *replaced.get("teacher_by_task", ())]:
         try:
             pinned.build()  # each factory checks its ranges: a bad value fails here, before any training
         except (ValueError, TypeError) as exc:
             raise CudBenchError(f"method variant {name!r}: {part} {pinned.label} is out of range: {exc}") from None
     return dataclasses.replace(spec, name=name, **replaced, description=f"{spec.description} (variant: {', '.join(overrides)})")
+
+
+def _override(pinned: Component, changes: dict[str, Any]) -> Component:
+    return component(pinned.kind, pinned.name, **{**pinned.params, **changes})
 
 
 def variant_name(base: str, overrides: dict[str, Any]) -> str:

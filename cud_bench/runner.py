@@ -227,7 +227,7 @@ def teachers_needed(suite: SuiteSpec, cell: CellKey) -> list[TeacherNeed]:
     shift needs them, the ambiguity ensemble's teachers of the cell's task.
     """
     needs = []
-    method = get_method(cell.method)
+    method = get_method(cell.method).for_task(cell.task)
     if method.teacher is not None:
         folds = range(suite.n_folds) if cell.protocol == "cross-fit" else range(0)
         needs += [TeacherNeed(cell.task, method.teacher, cell.seed, fold) for fold in (None, *folds)]
@@ -334,7 +334,7 @@ def _train_and_score(
     group_size: int | None,
 ) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
     methods = [get_method(c.method) for c in cells]
-    sides = [_teacher_side(c, m, data, teachers, shift_sets) for c, m in zip(cells, methods)]
+    sides = [_teacher_side(c, m.for_task(c.task), data, teachers, shift_sets) for c, m in zip(cells, methods)]
     clock = time.perf_counter()
     fitted = fit_many(
         arch, data, [m.student.build() for m in methods], [derive_seed("student", c.seed) for c in cells], inputs,

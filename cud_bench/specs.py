@@ -22,7 +22,7 @@ def canonical_json(obj: Any) -> str:
 
 def _plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.metadata.get("hash", True)}
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if _hashed(obj, f)}
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -30,6 +30,20 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, float) and obj != obj:
         return "nan"
     return obj
+
+
+def _hashed(obj: Any, field: dataclasses.Field) -> bool:
+    """Whether ``field`` enters the hash: always, never (``hash: False``), or only when set away from its
+    default (``hash: "unless-default"``: a field added later leaves every existing spec's hash as it was)."""
+    rule = field.metadata.get("hash", True)
+    if rule == "unless-default":
+        return getattr(obj, field.name) != field.default
+    return bool(rule)
+
+
+def _stored(obj: Any, field: dataclasses.Field) -> bool:
+    """Whether :meth:`Spec.to_dict` writes ``field``: every field but an unset ``"unless-default"`` one."""
+    return field.metadata.get("hash") != "unless-default" or _hashed(obj, field)
 
 
 def content_hash(obj: Any, length: int = 12) -> str:
@@ -41,14 +55,15 @@ class Spec:
     """Base for frozen specs: ``spec_hash`` and ``to_dict`` for records.
 
     Fields declared with ``metadata={"hash": False}`` (descriptions, citations)
-    are informative only and do not change the hash.
+    are informative only and do not change the hash; ``{"hash": "unless-default"}``
+    enters the hash only when set (see :func:`_hashed`).
     """
 
     def spec_hash(self) -> str:
         return content_hash(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if _stored(self, f)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -202,7 +202,7 @@ suites.register(
             "tweets-sentiment",
             "rt-polarity",
         ),
-        methods=ALL_METHODS,
+        methods=(*ALL_METHODS, "cud-lamce0"),  # release 1.0's DUS setting beside the faithful one
         seeds=(0, 1, 2),
         protocols=PROTOCOLS,
         students=("mlp-l3", "hashed-bag"),

@@ -36,6 +36,12 @@ claim's own bootstrap replicates, so no new draws), per unit (``each``) or per s
 (``robust``), the rows of the site's forest plots. A ``robust`` claim names a pattern of
 sweep variants as side A (``cud+*``) and holds when at least ``robust`` of them
 hold; it fails when more than ``1 - robust`` of them fail.
+
+KD gain: a claim that compares a student with vanilla KD's (side B ``kd``) says something
+about distillation only where KD itself carries information, so beside its verdict it gets
+``kd_gain``, the verdict of the same comparison of ``kd`` against the no-teacher ``ce``
+student on the same units (metric, direction, sets, tasks, protocols, students, test);
+context, not a claim: it is never required and not in Holm's family.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -244,7 +251,8 @@ def _check_set(selector: str) -> None:
     """``clean``, ``pool/FAMILY``, ``family:FAMILY`` or ``SHIFT@vN/SEVERITY`` with a known family or shift."""
     from shifts import FAMILIES, shifts
 
-    forms = "sets are clean, pool/FAMILY, family:FAMILY or SHIFT@vN/SEVERITY (a set id, as `cud-bench leaderboard show` lists them)"
+    forms = ("sets are clean, pool/FAMILY, family:FAMILY, SHIFT@vN/SEVERITY (a set id, as `cud-bench leaderboard show` "
+             "lists them) or SHIFT@*/SEVERITY (the shift's set in whichever version the results hold)")
     known = [entry_format.CLEAN, *(f"{entry_format.POOL}/{f}" for f in FAMILIES), *(f"family:{f}" for f in FAMILIES)]
     kind, colon, family = selector.partition(":")
     head, slash, rest = selector.partition("/")
@@ -253,6 +261,8 @@ def _check_set(selector: str) -> None:
     if head == entry_format.POOL and rest in FAMILIES:
         return
     name, at, version = head.partition("@v")
+    if head.endswith(ANY_VERSION):
+        name, at, version = head[: -len(ANY_VERSION)], "@v", "0"
     if not colon and head != entry_format.POOL and name in shifts.names():
         if at and version.isdigit() and rest:
             return
@@ -392,10 +402,12 @@ class Verdict:
     units: tuple[Verdict, ...] = ()
     label: str = ""  # the unit (board / set) or the sweep setting this verdict is about
     parts: tuple[Part, ...] = ()  # per task (or unit / setting), in order: the forest plot's rows
+    kd_gain: Verdict | None = None  # claims against kd's student: kd against ce on the same units
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["units"] = [u.to_dict() for u in self.units]
+        out["kd_gain"] = self.kd_gain and self.kd_gain.to_dict()
         return out
 
     @property
@@ -428,9 +440,23 @@ def check(claims: Iterable[ClaimSpec], results: Results, *, progress: bool = Fal
     bar = tqdm(list(claims), desc="check claims", unit="claim", disable=not progress)
     for claim in bar:
         bar.set_postfix_str(claim.id)
-        verdicts.append(_check(claim, grouped, results))
+        verdict = _check(claim, grouped, results)
+        companion = kd_gain_claim(claim)
+        if companion is not None:
+            verdict = dataclasses.replace(verdict, kd_gain=_check(companion, grouped, results))
+        verdicts.append(verdict)
     adjusted = inference.holm([v.p_value for v in verdicts])
     return [dataclasses.replace(v, p_holm=p, note=_holm_note(v, p)) for v, p in zip(verdicts, adjusted)]
+
+
+def kd_gain_claim(claim: ClaimSpec) -> ClaimSpec | None:
+    """The comparison of ``kd`` with ``ce`` on the units of a claim against kd's student (None for others)."""
+    if claim.b.method != "kd" or claim.b.role != "student" or claim.a.role != "student":
+        return None
+    return dataclasses.replace(
+        claim, id=f"{claim.id}:kd-gain", a=Side("kd", variant=claim.b.variant), b=Side("ce", variant=claim.b.variant),
+        robust=None, required=False, description=f"kd against ce on the units of {claim.id}",
+    )
 
 
 def _holm_note(v: Verdict, p_holm: float | None) -> str:
@@ -482,9 +508,13 @@ def _cells(claim: ClaimSpec, a: Side, grouped: dict, results: Results) -> tuple[
     return cells, len(dropped)
 
 
+ANY_VERSION = "@*"  # SHIFT@*/SEVERITY: a claim that outlives a shift's version bump
+
+
 def _expand_sets(selectors: tuple[str, ...], entries: list[dict[str, Any]]) -> list[str]:
     """Set ids for selectors: an id as is, ``family:NAME`` as every set of that family with labels
-    (labelled sets and subsets, each severity on its own)."""
+    (labelled sets and subsets, each severity on its own), ``SHIFT@*/SEVERITY`` as that set in every
+    version present."""
     present = sorted({s for e in entries for s in e["sets"]})
     out = []
     for selector in selectors:
@@ -495,6 +525,9 @@ def _expand_sets(selectors: tuple[str, ...], entries: list[dict[str, Any]]) -> l
                 s for s in present
                 if "@" in s and shifts[s.split("/")[0]]["family"] == family and entry_format.set_kind(s, shifts) != "out-of-scope"
             ]
+        elif ANY_VERSION + "/" in selector:
+            name, _, severity = selector.partition(ANY_VERSION + "/")
+            out += [s for s in present if re.fullmatch(rf"{re.escape(name)}@v\d+/{re.escape(severity)}", s)]
         else:
             out.append(selector)
     return list(dict.fromkeys(out))
@@ -652,26 +685,37 @@ def exit_code(verdicts: list[Verdict]) -> int:
 
 def to_markdown(verdicts: list[Verdict], claims: list[ClaimSpec], source: str) -> str:
     by_id = {c.id: c for c in claims}
+    gains = any(v.kd_gain is not None for v in verdicts)  # the column only where a claim is against kd
     lines = [
         f"Claims checked on {source}. Effect = A - B, per task the mean over its units (or each side's worst set), "
         "then the mean over tasks; interval and p from one hierarchical bootstrap per claim (seeds and each task's "
         "test examples resampled once per task, shared by every unit) or a sign test over (task, seed) pairs; Holm p adjusts "
         "over every claim of this file; MDE = (q(1-a/2) + q(0.8)) x SE (t quantiles; about 2.8 SE), the effect detected "
         "with power 0.8; inconclusive (below resolution): the interval lies within ±MDE; "
-        "excluded = (board, seed) pairings with a degenerate student; `required` claims must hold.",
+        "excluded = (board, seed) pairings with a degenerate student; `required` claims must hold."
+        + (" KD gain: kd's student against ce's on the claim's units, in the claim's direction and metric (does "
+           "distillation itself help there?)." if gains else ""),
         "",
-        "| claim | A vs B | metric | verdict | effect | 95% interval | p | Holm p | MDE | tasks | seeds | units | excluded | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| claim | A vs B | metric | verdict | effect | 95% interval | p | Holm p | MDE | tasks | seeds | units | excluded | note |"
+        + (" KD gain (kd - ce, same units) |" if gains else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if gains else ""),
     ]
     for v in verdicts:
         c = by_id[v.claim]
-        interval = f"[{v.low:+.4f}, {v.high:+.4f}]" if v.low is not None else "—"
+        gain = ""
+        if gains:
+            g = v.kd_gain
+            gain = " — |" if g is None else f" {g.shown_status}: {_fmt(g.effect)} {_interval(g)} |"
         lines.append(
             f"| {v.claim}{' (required)' if v.required else ''} | {c.a} {c.direction} than {c.b} | {c.metric} ({c.variant}, {c.aggregate}) "
-            f"| **{v.shown_status}** | {_fmt(v.effect)} | {interval} | {_fmt(v.p_value, '.3g')} | {_fmt(v.p_holm, '.3g')} "
-            f"| {_fmt(v.mde, '.4f')} | {v.n_tasks} | {v.n_seeds} | {v.n_units} | {v.n_excluded} | {v.note} |"
+            f"| **{v.shown_status}** | {_fmt(v.effect)} | {_interval(v)} | {_fmt(v.p_value, '.3g')} | {_fmt(v.p_holm, '.3g')} "
+            f"| {_fmt(v.mde, '.4f')} | {v.n_tasks} | {v.n_seeds} | {v.n_units} | {v.n_excluded} | {v.note} |{gain}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _interval(v: Verdict) -> str:
+    return f"[{v.low:+.4f}, {v.high:+.4f}]" if v.low is not None else "—"
 
 
 def to_json(verdicts: list[Verdict], source: str) -> str:

@@ -243,6 +243,8 @@ def claim_records(claim_sets: Sequence[tuple[str, list, list]]) -> list[dict[str
                 **{k: _round(getattr(v, k)) for k in ("effect", "low", "high", "p_value", "p_holm", "mde")},
                 "n_tasks": v.n_tasks, "n_seeds": v.n_seeds, "n_units": v.n_units, "n_excluded": v.n_excluded, "note": v.note,
                 "parts": [{"label": p.label, "effect": _round(p.effect), "low": _round(p.low), "high": _round(p.high), "n_units": p.n_units} for p in v.parts],
+                "kd_gain": v.kd_gain and {"shown_status": v.kd_gain.shown_status,
+                                          **{k: _round(getattr(v.kd_gain, k)) for k in ("effect", "low", "high")}},
             })
     return out
 

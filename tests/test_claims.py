@@ -15,7 +15,7 @@ from test_leaderboard import bench_file, records, release, write_run  # noqa: F4
 
 from cud_bench.cli import main
 from cud_bench.errors import CudBenchError
-from leaderboard.claims import ClaimSpec, Results, Side, check, exit_code, load_claims
+from leaderboard.claims import ClaimSpec, Results, Side, _expand_sets, check, exit_code, load_claims, to_markdown
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,8 @@ def one(extra: str = "", head: str = "") -> str:
         (one(', sets: ["family:domian"]'), "unknown set 'family:domian'; did you mean 'family:domain'"),
         (one(', sets: [char-swp@v2/1]'), "unknown set 'char-swp@v2/1'; did you mean 'char-swap'"),
         (one(', sets: [char-swap]'), "needs its version and severity, e.g. char-swap@v2/1"),
+        (one(', sets: ["char-swap@*"]'), "needs its version and severity, e.g. char-swap@v2/1"),
+        (one(', sets: ["char-swp@*/1"]'), "unknown set 'char-swp@./1'; did you mean 'char-swap',"),
         (one(', tasks: [rt-polarty]'), "field 'tasks': unknown task 'rt-polarty'; did you mean 'rt-polarity'"),
         (one(', students: [mlp-l4]'), "field 'students': unknown model preset 'mlp-l4'; did you mean"),
         (one(', protocols: [crossfit]'), "field 'protocols' 'crossfit' is not one of in-sample, cross-fit; did you mean 'cross-fit'"),
@@ -155,14 +157,20 @@ def test_valid_claims_load_with_variants_patterns_and_shift_sets(tmp_path):
     path.write_text(
         "defaults: {metric: ece/uniform/15/l1, direction: lower, required: true, level: 0.9}\n"
         "claims:\n"
-        "  - {id: v, a: 'cud+gamma=5', b: kd, sets: [class-frequency@v1/3, pool/corruption, 'family:domain'], tasks: rt-polarity}\n"
+        "  - {id: v, a: 'cud+gamma=5', b: kd, sets: [class-frequency@v1/3, 'class-frequency@*/3', pool/corruption, 'family:domain'], tasks: rt-polarity}\n"
         "  - {id: r, a: 'cud+*', b: kd, robust: 0.5, students: [mlp-l3], protocols: [cross-fit], metric: ood_auroc/msp, direction: higher}\n"
         "  - {id: t, a: cud/teacher, b: 'kd:ts', test: sign-test, min_seeds: 2, required: false}\n"
     )
     v, r, t = load_claims(path)
-    assert (v.a.method, v.sets, v.tasks, v.required, v.level) == ("cud+gamma=5", ("class-frequency@v1/3", "pool/corruption", "family:domain"), ("rt-polarity",), True, 0.9)
+    assert (v.a.method, v.sets, v.tasks, v.required, v.level) == ("cud+gamma=5", ("class-frequency@v1/3", "class-frequency@*/3", "pool/corruption", "family:domain"), ("rt-polarity",), True, 0.9)
     assert (r.robust, r.students, r.protocols) == (0.5, ("mlp-l3",), ("cross-fit",))
     assert (t.a.role, t.b.variant, t.required) == ("teacher", "ts", False)
+
+
+def test_a_version_free_set_selects_the_version_the_results_hold():
+    entries = [{"sets": {"clean": {}, "class-frequency@v2/3": {}, "class-frequency@v2/1": {}, "class-frequency-x@v2/3": {}}}]
+    assert _expand_sets(("class-frequency@*/3",), entries) == ["class-frequency@v2/3"]
+    assert _expand_sets(("class-frequency@*/4",), entries) == []  # nothing to test: the claim is inconclusive, not wrong
 
 
 @pytest.mark.parametrize("typo", ["a: cdu", "sets: [clen]"])
@@ -178,6 +186,24 @@ def test_a_typo_in_a_claim_exits_2_naming_claim_field_and_near_name(results, tmp
     field, near = ("a", "'cud'") if typo.startswith("a") else ("sets", "'clean'")
     assert f"claim 'typo': field '{field}'" in err and f"did you mean {near}" in err
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_claims_against_kd_carry_kd_s_own_gain_over_ce_on_the_same_units(results):
+    against_kd, against_ce, teachers = check(
+        [claim(id="x", a=Side("cud"), b=Side("kd")), claim(id="y"), claim(id="t", a=Side("cud", "teacher"), b=Side("kd", "teacher"))],
+        results,
+    )
+    gain = against_kd.kd_gain
+    # kd is far more accurate than ce in this run, cud equals kd: the claim is inconclusive, KD itself helps
+    assert against_kd.status == "inconclusive" and (gain.claim, gain.status) == ("x:kd-gain", "holds")
+    assert gain.effect > 0.2 and gain.low > 0 and not gain.required and gain.n_units == against_kd.n_units
+    assert against_ce.kd_gain is None and teachers.kd_gain is None  # only claims against kd's student get one
+    alone = check([claim(id="x:kd-gain")], results)[0]  # the companion is that claim itself (draws seeded by the id)
+    assert (gain.effect, gain.low, gain.high) == (alone.effect, alone.low, alone.high)
+    assert against_kd.to_dict()["kd_gain"]["status"] == "holds"
+    md = to_markdown([against_kd, against_ce], [claim(id="x", a=Side("cud"), b=Side("kd")), claim(id="y")], "run")
+    assert "KD gain (kd - ce, same units)" in md and f"holds: {gain.effect:+.4f}" in md and md.rstrip().endswith("| — |")
+    assert "KD gain" not in to_markdown([against_ce], [claim(id="y")], "run")  # no claim against kd, no column
 
 
 def test_check_command_exit_status_and_reports(results, tmp_path, capsys):

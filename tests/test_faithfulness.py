@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cud_bench.cli import main
+from cud_bench.errors import CudBenchError
 from cud_bench.faithfulness import (
+    OFFLINE_TASKS,
+    PARAMS,
     FaithfulnessSpec,
     judge,
+    per_task_table,
     plausible_region,
     run_faithfulness,
     score_logits,
     select,
     summarise,
     with_grid,
+    with_tasks,
 )
+from cud_bench.method_defs.dus_per_task import TABLE
 from cud_bench.methods import get_method
+from cud_bench.suites import suites
 
 SPEC = FaithfulnessSpec()
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _score(correct: int, n: int = 500, conf: float = 0.7) -> dict:
@@ -80,7 +89,7 @@ def test_variant_is_the_cud_teacher_with_those_values():
     teacher = get_method(SPEC.variant(setting)).teacher
     assert {k: teacher.params[k] for k in setting} == setting
     assert (teacher.params["gamma"], teacher.params["lam_f"]) == (10.0, 1.0)
-    assert get_method("cud").teacher.params["lam_ce"] == 0.0  # the default cud is untouched
+    assert get_method("cud").teacher.params["lam_ce"] == 0.0  # the grid varies the recipe's registered default
 
 
 def test_score_logits_median_top1():
@@ -106,6 +115,8 @@ def test_summary_region_and_today_from_constructed_results():
     report = summarise(spec, per_task)
     assert report["region"] == ["lam_ce=1, tau_gate=0.5, rho=0.1, beta=2"]
     assert report["selected"]["setting"]["lam_ce"] == 1.0
+    # per task alone: a passes only lam_ce=1; b passes both and the order prefers the smaller lam_ce
+    assert {t: s["lam_ce"] for t, s in report["per_task_selected"].items()} == {"a": 1.0, "b": 0.0}
     assert report["today"] == {"setting": {"lam_ce": 0.0, "tau_gate": 0.5, "rho": 0.1, "beta": 2.0},
                                "label": "lam_ce=0, tau_gate=0.5, rho=0.1, beta=2", "in_grid": True, "passes": 1, "in_region": False}
 
@@ -129,9 +140,53 @@ def test_tool_on_one_task_with_a_two_point_grid(tmp_path):
     assert again["per_task"] == json.loads(json.dumps(report["per_task"]))
 
 
-def test_cli_refuses_a_task_outside_the_rule(tmp_path, capsys):
-    assert main(["faithfulness", "--tasks", "banking77", "--out", str(tmp_path)]) == 2
-    assert "not in the rule's tasks" in capsys.readouterr().err
+def test_other_tasks_are_a_spec_of_their_own_and_unknown_ones_are_refused(tmp_path, capsys):
+    other = with_tasks(SPEC, ["tweets-sentiment"])
+    assert other.tasks == ("tweets-sentiment",) and other.min_tasks == 1 and other.spec_hash() != SPEC.spec_hash()
+    assert main(["faithfulness", "--tasks", "no-such-task", "--out", str(tmp_path)]) == 2
+    assert "no-such-task" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+REPORTS = [ROOT / p for p in json.loads(TABLE.read_text())["reports"]]
+
+
+def test_the_committed_table_is_what_the_committed_reports_select():
+    table = json.loads(TABLE.read_text())
+    assert per_task_table([ROOT / p for p in table["reports"]])["settings"] == table["settings"]  # paths relative to the root
+    assert set(table["settings"]) >= set(suites.get("cpu").tasks)  # every task of the main suite has its setting
+
+
+def test_the_default_cud_teacher_passes_the_criterion_on_every_task_judged():
+    """Issue #12's "done when": the default cud teacher's median validation confidence in [0.5, 0.9]
+    (and accuracy within a point of CE) on at least 6 of the 7 offline tasks; per task it passes on all."""
+    cud = get_method("cud")
+    for path in REPORTS:
+        report = json.loads(path.read_text())
+        for result in report["per_task"]:
+            params = cud.for_task(result["task"]).teacher.params
+            (row,) = [r for r in result["rows"] if r["setting"] == {p: params[p] for p in PARAMS}]
+            assert row["pass"] and 0.5 <= row["median_confidence"] <= 0.9, result["task"]
+    offline = json.loads(REPORTS[0].read_text())
+    assert [r["task"] for r in offline["per_task"]] == list(OFFLINE_TASKS) and offline["region"] == []  # the global rule: empty
+
+
+def test_the_table_refuses_a_task_nothing_passes_and_conflicting_reports(tmp_path):
+    report = json.loads(REPORTS[1].read_text())
+    (tmp_path / "a.json").write_text(json.dumps(report))
+    for row in report["per_task"][0]["rows"]:
+        row["pass"] = False
+    (tmp_path / "b.json").write_text(json.dumps(report))
+    with pytest.raises(CudBenchError, match="no grid setting passes on 20newsgroups-15groups"):
+        per_task_table([tmp_path / "b.json"])
+    for row in report["per_task"][0]["rows"]:
+        row["pass"] = True
+    (tmp_path / "c.json").write_text(json.dumps(report))
+    with pytest.raises(CudBenchError, match="judged before with another selection"):
+        per_task_table([tmp_path / "a.json", tmp_path / "c.json"])
+    (tmp_path / "d.json").write_text("{}")
+    with pytest.raises(CudBenchError, match="not a faithfulness report"):
+        per_task_table([tmp_path / "d.json"])
 
 
 def test_a_grid_extension_is_its_own_spec_and_bad_axes_are_refused(tmp_path, capsys):

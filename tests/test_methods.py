@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import shutil
 import sys
@@ -27,6 +28,7 @@ EXPECTED = {
     "cud": ("dus", "wclip", "kd"),
     "cud-dus": ("dus", "identity", "kd"),
     "cud-wclip": ("ce", "wclip", "kd"),
+    "cud-lamce0": ("dus", "wclip", "kd"),
 }
 
 
@@ -37,20 +39,59 @@ def test_methods_are_the_documented_compositions(name):
     assert parts == EXPECTED[name]
 
 
-def test_cud_pins_the_paper_defaults():
+def test_cud_pins_the_paper_values_and_takes_its_dus_setting_per_task():
     spec = get_method("cud")
-    assert spec.teacher.params == {
-        "lam_ce": 0.0, "lam_f": 1.0, "alpha": 1.0, "gamma": 10.0, "lam_h": 0.1, "tau_gate": 0.5, "rho": 0.1, "beta": 2.0
-    }
+    stated = {"lam_f": 1.0, "alpha": 1.0, "gamma": 10.0, "lam_h": 0.1}  # the paper's (lam_f: ours, fixed)
+    per_task = dict(spec.teacher_by_task)
+    assert {"20newsgroups", "reuters-r52", "reuters-r8", "bbc-news", "drug-reviews", "tweets-airline", "rt-polarity"} <= set(per_task)
+    for task, teacher in per_task.items():
+        assert teacher.name == "dus" and {k: teacher.params[k] for k in stated} == stated
+        assert spec.for_task(task).teacher == teacher and spec.for_task(task).teacher_by_task == ()
+    # the table's own settings differ between tasks (else it would be one global setting)
+    assert len({c.spec_hash() for c in per_task.values()}) > 1
+    assert spec.for_task("reuters-r8").teacher.params["lam_ce"] == 0.0 and spec.for_task("20newsgroups").teacher.params["lam_ce"] == 0.1
+    assert get_method("cud-dus").teacher_by_task == spec.teacher_by_task  # the ablation distils the same teacher
+    release1 = {"lam_ce": 0.0, "lam_f": 1.0, "alpha": 1.0, "gamma": 10.0, "lam_h": 0.1, "tau_gate": 0.5, "rho": 0.1, "beta": 2.0}
+    assert get_method("cud-lamce0").teacher.params == release1 and get_method("cud-lamce0").teacher_by_task == ()
+    assert get_method("cud-lamce0").for_task("banking77") == get_method("cud-lamce0")  # one setting runs anywhere
     assert spec.transform.params == {"eta": 0.5, "m": 0.7}
     assert spec.student.params == {"T": 2.0, "lam_kd": 0.8, "lam_ce": 0.2}
+    assert spec.parts["teacher"] == "dus(alpha=1.0,gamma=10.0,lam_f=1.0,lam_h=0.1; per task: beta,lam_ce,rho,tau_gate)"
+
+
+def test_a_per_task_method_refuses_a_task_outside_its_table():
+    with pytest.raises(CudBenchError, match="has none for task 'banking77'.*cud-bench faithfulness --tasks banking77"):
+        get_method("cud").for_task("banking77")
+
+
+def test_a_variant_of_a_per_task_method_overrides_every_task_teacher():
+    base, variant = get_method("cud"), get_method("cud+gamma=5")
+    assert variant.teacher.params["gamma"] == 5.0
+    for (task, teacher), (vtask, vteacher) in zip(base.teacher_by_task, variant.teacher_by_task):
+        assert vtask == task and vteacher.params == {**teacher.params, "gamma": 5.0}
+    assert get_method("cud+eta=0.3").teacher_by_task == base.teacher_by_task  # other parts leave the table alone
+    with pytest.raises(CudBenchError, match="out of range"):
+        get_method("cud+rho=-1")
+
+
+def test_the_per_task_table_enters_the_hash_only_when_set():
+    base = get_method("cud")
+    without = dataclasses.replace(base, teacher_by_task=())
+    assert without.spec_hash() != base.spec_hash() and "teacher_by_task" not in without.to_dict()
+    assert "teacher_by_task" in base.to_dict()
+    changed = dataclasses.replace(base, teacher_by_task=base.teacher_by_task[:-1])
+    assert changed.spec_hash() != base.spec_hash()
+    # a method without a table hashes as before the field existed (kd's hash in release 1.0's entries)
+    assert get_method("kd").spec_hash() == "29e51f6e2534"
 
 
 def test_a_hyperparameter_change_changes_the_spec_hash():
     base = get_method("cud")
-    other = MethodSpec("cud", component("teacher", "dus", gamma=3.0), base.transform, base.student)
+    other = MethodSpec("cud", component("teacher", "dus", gamma=3.0), base.transform, base.student, teacher_by_task=base.teacher_by_task)
     assert other.spec_hash() != base.spec_hash()
-    same = MethodSpec("cud", component("teacher", "dus"), base.transform, base.student, description="words only")
+    same = MethodSpec(
+        "cud", component("teacher", "dus"), base.transform, base.student, description="words only", teacher_by_task=base.teacher_by_task
+    )
     assert same.spec_hash() == base.spec_hash()
 
 

@@ -147,7 +147,7 @@ def test_the_ambiguity_ensemble_shares_no_teacher_with_any_method(first_run):
     store = TeacherStore(model_presets.get(TINY.teacher)(), TINY.n_folds, Inputs(False), teachers)
     data = prepare_task("drug-reviews", TINY)
     distilled = {
-        store.key(data, get_method(m).teacher, seed, fold)
+        store.key(data, get_method(m).for_task("drug-reviews").teacher, seed, fold)
         for m in TINY.methods if get_method(m).teacher is not None
         for seed in TINY.seeds for fold in (None, *range(TINY.n_folds))
     }  # fmt: skip
