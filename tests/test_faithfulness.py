@@ -56,6 +56,14 @@ def test_criterion(dus, ok_acc, ok_conf):
     assert verdict["delta_points"] == pytest.approx((dus["correct"] - 400) / 5)
 
 
+def test_on_a_split_under_100_examples_one_example_of_gap_passes_and_two_do_not():
+    """drug-reviews has 59 validation examples: 1 point alone would demand identical counts."""
+    ce = _score(43, n=59, conf=0.67)
+    assert [judge(SPEC, _score(c, n=59), ce)["accuracy_ok"] for c in (41, 42, 43, 44, 45)] == [False, True, True, True, False]
+    strict = FaithfulnessSpec(tolerance_examples=0)
+    assert [judge(strict, _score(c, n=59), ce)["accuracy_ok"] for c in (42, 43, 44)] == [False, True, False]
+
+
 def test_region_needs_six_of_seven_and_a_subset_keeps_the_allowed_failures():
     tasks = SPEC.tasks
     passes = {
@@ -155,6 +163,8 @@ def test_the_committed_table_is_what_the_committed_reports_select():
     table = json.loads(TABLE.read_text())
     assert per_task_table([ROOT / p for p in table["reports"]])["settings"] == table["settings"]  # paths relative to the root
     assert set(table["settings"]) >= set(suites.get("cpu").tasks)  # every task of the main suite has its setting
+    for path in table["reports"]:  # judged on the teacher the main suite distils from
+        assert json.loads((ROOT / path).read_text())["spec"]["teacher"] == suites.get("cpu").teacher == SPEC.teacher
 
 
 def test_the_default_cud_teacher_passes_the_criterion_on_every_task_judged():

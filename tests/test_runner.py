@@ -213,6 +213,17 @@ def test_protocols_differ_only_in_the_targets(first_run):
     assert rec["in-sample"]["teacher"]["targets"] != rec["cross-fit"]["teacher"]["targets"]
 
 
+def test_a_suite_can_leave_its_teacher_unscored_on_shifts_without_changing_any_student(first_run, tmp_path):
+    out, teachers, _ = first_run
+    clean_only = dataclasses.replace(TINY, methods=("kd",), protocols=("in-sample",), teacher_shifts=False)
+    assert clean_only.spec_hash() != TINY.spec_hash() and "teacher_shifts" not in TINY.to_dict()  # default: hash as before
+    runner.run_suite(clean_only, tmp_path, progress=False, teacher_cache=teachers)
+    stem = "drug-reviews__kd__mlp-l3__in-sample__seed0.json"
+    before, after = (records.read_record(root / "tiny" / "records" / stem) for root in (out, tmp_path))
+    assert before["teacher"]["shifts"] and after["teacher"]["shifts"] == {}
+    assert after["teacher"]["clean"] == before["teacher"]["clean"] and after["student"] == before["student"]
+
+
 def test_same_seed_gives_identical_numbers_after_retraining(first_run, tmp_path):
     out, _, _ = first_run
     runner.run_suite(TINY, tmp_path, progress=False, teacher_cache=tmp_path / "fresh-teachers")

