@@ -228,6 +228,10 @@ def two_nodes():
         for key, value in RAY_ENV.items():
             mp.setenv(key, value)  # the nodes start without usage statistics or metrics
         temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+        # The head writes its address to $RAY_TMPDIR/ray/ray_current_cluster without creating the folder
+        # (default /tmp/ray: absent on a fresh machine); keep it in the test's own folder.
+        os.makedirs(os.path.join(temp, "ray"))
+        mp.setenv("RAY_TMPDIR", temp)
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, "temp_dir": temp})
         try:
             worker = cluster.add_node(num_cpus=1, temp_dir=temp)
