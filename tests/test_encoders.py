@@ -23,10 +23,10 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from cud_bench.data.sources import resources
 from cud_bench.errors import DataError
 from cud_bench.models.encoder_defs import minilm_l3, mpnet_base
-from cud_bench.suites import model_presets, suites
 from cud_bench.models.encoder_defs.mpnet_base import join_split_zip
 from cud_bench.models.encoders import Encoder, EncoderSpec, encoders, load_encoder
 from cud_bench.models.features import embed
+from cud_bench.suites import model_presets, suites
 
 SENTENCES = ["a great movie", "an excellent film", "the stock market fell"]
 
