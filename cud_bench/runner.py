@@ -30,13 +30,14 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from cud_bench import calibration, executors, numerics
+from cud_bench import calibration, executors, numerics, stages
 from cud_bench.data.tasks import get_task
 from cud_bench.degenerate import is_degenerate, majority_share
 from cud_bench.errors import CudBenchError
@@ -255,7 +256,8 @@ def run_cells(
 ) -> Counts:
     """Run ``cells`` (grouped by task, as :func:`expand` orders them) in this process, the executors'
     unit of cell work: each task's cells of one student architecture train together
-    (:func:`run_group`), each record written as soon as its group is scored."""
+    (:func:`run_group`), each record written as soon as it is scored. What the worker is doing
+    between records goes to :mod:`cud_bench.stages` (and this process's bar)."""
     rebuilt_before = rebuilt_counts()
     inputs = Inputs(progress)
     teachers = TeacherStore(model_presets.get(suite.teacher)(), suite.n_folds, inputs, teacher_cache)
@@ -267,18 +269,24 @@ def run_cells(
     data: TaskData | None = None
     with tqdm(total=len(cells), desc=f"suite {suite.name}", unit="cell", disable=not progress) as bar:
         for (task, student), group in groups.items():
-            bar.set_postfix_str(f"{task} {student} ({len(group)} students)")
+
+            def stage(text: str, task: str = task, student: str = student) -> None:
+                stages.report(out_dir, suite.name, task, student, text)
+                bar.set_postfix_str(f"{task} {student}: {text}")
+
             if data is None or data.spec.name != task:
+                stage("data and shifted sets")
                 data = prepare_task(task, suite)
                 shift_sets = ShiftSets(suite, data, lambda: teachers.seed_ensemble(data, suite.ensemble_seeds))
                 not_scored[task] = dict(shift_sets.not_scored)
                 for set_id, why in shift_sets.not_scored.items():
                     log.info("%s: set %s not scored: %s", task, set_id, why)
             for cell, (record, predictions) in zip(
-                group, run_group(group, suite, data, teachers, students[student], inputs, shift_sets, group_size)
+                group, run_group(group, suite, data, teachers, students[student], inputs, shift_sets, group_size, stage)
             ):
                 write_record(out_dir, cell, record, predictions)
                 bar.update(1)
+            stages.finished(out_dir, suite.name, task, student)
     rebuilt = {kind: n - rebuilt_before.get(kind, 0) for kind, n in rebuilt_counts().items() if n > rebuilt_before.get(kind, 0)}
     return len(cells), dict(teachers.trained), dict(teachers.reused), not_scored, rebuilt
 
@@ -305,9 +313,11 @@ def run_group(
     inputs: Inputs,
     shift_sets: ShiftSets,
     group_size: int | None = None,
-) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
+    stage: Callable[[str], None] = lambda text: None,
+) -> Iterator[tuple[dict[str, Any], dict[str, np.ndarray]]]:
     """Train the students of ``cells`` (one task, one student architecture ``arch``) together and
-    score each; returns each cell's record and predictions, in the order of ``cells``.
+    score each; yields each cell's record and predictions as soon as it is scored, in the order of
+    ``cells``, and tells ``stage`` what it is doing.
 
     Every cell's teacher and targets come first (teachers trained once, as for one cell), then
     :func:`~cud_bench.taskdata.fit_many` trains the students as stacks of at most ``group_size``
@@ -317,10 +327,13 @@ def run_group(
     if any(c.task != data.spec.name for c in cells):
         raise ValueError(f"run_group needs cells of task {data.spec.name!r} only")
     size = (group_size or len(cells)) if stackable(arch) else 1  # unstacked models are scored and dropped one by one
-    out = []
     for start in range(0, len(cells), size):
-        out += _train_and_score(cells[start : start + size], suite, data, teachers, arch, inputs, shift_sets, group_size)
-    return out
+        chunk = cells[start : start + size]
+        where = f"cell {start + 1}" if len(chunk) == 1 else f"cells {start + 1}-{start + len(chunk)}"
+        yield from _train_and_score(
+            chunk, suite, data, teachers, arch, inputs, shift_sets, group_size,
+            lambda text, where=where: stage(f"{where} of {len(cells)}, {text}"),
+        )
 
 
 def _train_and_score(
@@ -332,18 +345,22 @@ def _train_and_score(
     inputs: Inputs,
     shift_sets: ShiftSets,
     group_size: int | None,
-) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
+    stage: Callable[[str], None],
+) -> Iterator[tuple[dict[str, Any], dict[str, np.ndarray]]]:
     methods = [get_method(c.method) for c in cells]
-    sides = [_teacher_side(c, m.for_task(c.task), data, teachers, shift_sets if suite.teacher_shifts else None)
-             for c, m in zip(cells, methods)]
+    sides = []
+    for k, (c, m) in enumerate(zip(cells, methods), start=1):
+        stage("teacher and targets" if len(cells) == 1 else f"teachers and targets {k}/{len(cells)}")
+        sides.append(_teacher_side(c, m.for_task(c.task), data, teachers, shift_sets if suite.teacher_shifts else None))
+    stage("training" if len(cells) == 1 else f"training {len(cells)} students")
     clock = time.perf_counter()
     fitted = fit_many(
         arch, data, [m.student.build() for m in methods], [derive_seed("student", c.seed) for c in cells], inputs,
         [side[1] for side in sides], group_size,
     )
     student_wall = (time.perf_counter() - clock) / max(1, len(cells))
-    out = []
-    for method, (teacher_part, _, teacher_arrays, wall), (model, card) in zip(methods, sides, fitted):
+    for k, (method, (teacher_part, _, teacher_arrays, wall), (model, card)) in enumerate(zip(methods, sides, fitted), start=1):
+        stage("scoring" if len(cells) == 1 else f"scoring {k}/{len(cells)}")
         wall["student"] = student_wall
         clock = time.perf_counter()
         val_logits = predict_logits(arch, model, inputs(arch, data.validation.texts))
@@ -375,8 +392,7 @@ def _train_and_score(
             **teacher_arrays,
             **shift_predictions,
         }
-        out.append((record, predictions))
-    return out
+        yield record, predictions
 
 
 def _teacher_side(

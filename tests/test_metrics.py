@@ -488,6 +488,54 @@ def test_smooth_ece_fixed_point_is_its_own_bandwidth():
     assert smooth_ece_at(confidence, correct, sigma / 2) > sigma > smooth_ece_at(confidence, correct, 2 * sigma)
 
 
+def test_the_bandwidth_root_search_brackets_known_roots_as_bisection_does():
+    from cud_bench.metrics import SMOOTH_TOLERANCE, _decreasing_root
+
+    # decreasing functions with known roots: steep, flat, curved, kinked, a root at 0 and a linear one
+    roots = np.array([0.3, 1e-3, 0.75, 0.5, 0.0, 0.2, 0.999])
+    shapes = [
+        lambda x, r: 50 * (r - x),
+        lambda x, r: 1e-3 * (r - x),
+        lambda x, r: np.cbrt(r - x),
+        lambda x, r: np.where(x < r, 10 * (r - x), r - x),
+        lambda x, r: -x,
+        lambda x, r: np.exp(-5 * x) - np.exp(-5 * r),
+        lambda x, r: (r - x) ** 3,
+    ]
+    evaluated = []
+
+    def g(x, rows):
+        evaluated.append(len(rows))
+        return np.array([shapes[i](xi, roots[i]) for xi, i in zip(x, rows)], dtype=np.float64)
+
+    found = _decreasing_root(g, len(roots))
+    assert np.abs(found - roots).max() <= SMOOTH_TOLERANCE / 2
+    assert len(evaluated) <= 2 + 4 * 40  # the bisection fallback's bound (the flat cubic needs ~130)
+
+
+def test_the_smooth_ece_bandwidth_takes_fewer_evaluations_than_bisection(monkeypatch):
+    from cud_bench import metrics
+
+    probs, labels = reference_sample(8, 600, 5)
+    confidence, correct = probs.max(1), probs.argmax(1) == labels
+    rng = np.random.default_rng(0)
+    counts = rng.multinomial(600, np.full(600, 1 / 600), size=50)  # bootstrap resamples, as intervals use
+    residuals = counts * (correct - confidence) * (600 / counts.sum(1, keepdims=True))
+    evaluations = []
+    search = metrics._decreasing_root
+
+    def counted(g, d):
+        return search(lambda x, rows: evaluations.append(len(rows)) or g(x, rows), d)
+
+    monkeypatch.setattr(metrics, "_decreasing_root", counted)
+    found = metrics._smooth_ece(confidence, residuals, None)
+    assert len(evaluations) <= 20  # bisection: 40 of all 50 rows
+    # each is a fixed point to within the tolerance
+    for k in range(0, 50, 7):
+        value = metrics._smooth_ece(confidence, residuals[k : k + 1], found[k])[0]
+        assert abs(value - found[k]) < 1e-9
+
+
 def test_ties_are_groups_within_a_relative_tolerance():
     from cud_bench.metrics import tie_representatives
 

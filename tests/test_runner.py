@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from cud_bench import calibration, records, runner
+from cud_bench import calibration, records, runner, stages
 from cud_bench.errors import CudBenchError
 from cud_bench.methods import get_method
 from cud_bench.recipes import component
@@ -249,6 +249,46 @@ def test_an_interrupted_run_resumes_to_the_same_result(first_run, tmp_path, monk
     summary = runner.run_suite(TINY, tmp_path, progress=False, teacher_cache=teachers)
     assert (summary.cells_done_before, summary.cells_written) == (3, 5)
     assert _metrics(tmp_path) == _metrics(out)
+
+
+def test_workers_say_their_stage_and_write_each_record_as_soon_as_it_is_scored(first_run, tmp_path, monkeypatch):
+    """A stack's records come one by one after its training, not all after its last scoring, and
+    the stage file in between says what the worker does; none is left when the cells are done."""
+    _, teachers, _ = first_run
+    suite = dataclasses.replace(TINY, methods=("ce", "kd"), protocols=("in-sample",))
+    seen = []
+    real_report = stages.report
+
+    def report(out_dir, suite_name, task, student, text):
+        real_report(out_dir, suite_name, task, student, text)
+        shown = stages.current(out_dir, suite_name, {})
+        written = len(list((out_dir / suite_name / "records").glob("*.json")))
+        seen.append((text, shown, written))
+
+    monkeypatch.setattr(stages, "report", report)
+    runner.run_suite(suite, tmp_path, progress=False, teacher_cache=teachers)
+    texts = [text for text, _, _ in seen]
+    assert texts == [
+        "data and shifted sets",
+        "cells 1-2 of 2, teachers and targets 1/2",
+        "cells 1-2 of 2, teachers and targets 2/2",
+        "cells 1-2 of 2, training 2 students",
+        "cells 1-2 of 2, scoring 1/2",
+        "cells 1-2 of 2, scoring 2/2",
+    ]
+    assert all(shown == f"drug-reviews mlp-l3: {text}" for text, shown, _ in seen)
+    assert [written for _, _, written in seen][-2:] == [0, 1]  # the first record is out before the second is scored
+    assert stages.stamps(tmp_path, suite.name) == {}  # finished: no stage left to show
+
+
+def test_the_bar_shows_only_stages_written_since_the_run_started(tmp_path):
+    stages.report(tmp_path, "s", "rt-polarity", "mlp-l3", "training")  # a stale file of an earlier, killed run
+    before = stages.stamps(tmp_path, "s")
+    assert stages.current(tmp_path, "s", before) == ""
+    stages.report(tmp_path, "s", "bbc-news", "hashed-bag", "scoring 3/90")
+    assert stages.current(tmp_path, "s", before) == "bbc-news hashed-bag: scoring 3/90"
+    stages.finished(tmp_path, "s", "bbc-news", "hashed-bag")
+    assert stages.current(tmp_path, "s", before) == ""
 
 
 def test_a_damaged_teacher_cache_is_retrained_not_trusted(first_run, tmp_path):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from cud_bench import numerics
+from cud_bench import numerics, stages
 from cud_bench.errors import CudBenchError
 from cud_bench.executors.base import Executor, Plan, record_stamps, register_executor, written_since
 
@@ -51,7 +51,8 @@ class LocalExecutor(Executor):
 
 
 def _run_in_workers(plan: Plan, by_task: dict[str, list[CellKey]], jobs: int) -> list[Counts]:
-    """Each task's cells in one of ``jobs`` worker processes; the progress bar counts finished records."""
+    """Each task's cells in one of ``jobs`` worker processes; the progress bar counts finished records
+    and shows what each worker is doing (:mod:`cud_bench.stages`)."""
     from cud_bench.runner import run_cells
 
     suite, out_dir, mode = plan.suite, plan.out_dir, plan.mode
@@ -59,7 +60,7 @@ def _run_in_workers(plan: Plan, by_task: dict[str, list[CellKey]], jobs: int) ->
     threads = mode.threads or max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # no forked torch or tokenizer threads
     todo = [c for cells in by_task.values() for c in cells]
-    before = record_stamps(out_dir, todo)
+    before, stages_before = record_stamps(out_dir, todo), stages.stamps(out_dir, suite.name)
     with concurrent.futures.ProcessPoolExecutor(
         min(jobs, len(by_task)), mp_context=context, initializer=_use_threads, initargs=(threads, mode)
     ) as pool:
@@ -75,6 +76,7 @@ def _run_in_workers(plan: Plan, by_task: dict[str, list[CellKey]], jobs: int) ->
                 if failed:
                     pool.shutdown(wait=False, cancel_futures=True)  # workers finish the task they are on
                     raise failed[0]
+                bar.set_postfix_str(stages.current(out_dir, suite.name, stages_before), refresh=False)
                 bar.update(written_since(out_dir, before) - bar.n)
     return [future.result() for future in finished]
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from cud_bench import numerics
+from cud_bench import numerics, stages
 from cud_bench.errors import CudBenchError
 from cud_bench.executors.base import Executor, Plan, record_stamps, register_executor, written_since
 from cud_bench.io import cache_dir
@@ -140,6 +140,7 @@ class RayExecutor(Executor):
 
         teacher_task, cells_task = ray.remote(_teacher_task), ray.remote(_cells_task)
         before = record_stamps(plan.out_dir, list(plan.cells))  # before any task can write
+        stages_before = stages.stamps(plan.out_dir, plan.suite.name)
         teachers: dict[tuple, Any] = {}  # TeacherNeed.key -> ObjectRef: each teacher one task
         labels: dict[Any, str] = {}  # ObjectRef -> what it runs
         for unit in units(plan.cells, plan.group_size):
@@ -152,10 +153,13 @@ class RayExecutor(Executor):
             label = unit[0].stem + (f" and {len(unit) - 1} more of its task and student" if len(unit) > 1 else "")
             ref = cells_task.options(**options(student_res[unit[0].student], label)).remote(job, unit, *deps)
             labels[ref] = label
-        return self._collect(ray, labels, plan, before)
+        return self._collect(ray, labels, plan, before, stages_before)
 
-    def _collect(self, ray: Any, labels: dict[Any, str], plan: Plan, before: dict[CellKey, float | None]) -> list[Counts]:
-        """Wait for every task; the bar counts the records written anywhere on the cluster."""
+    def _collect(
+        self, ray: Any, labels: dict[Any, str], plan: Plan, before: dict[CellKey, float | None], stages_before: dict
+    ) -> list[Counts]:
+        """Wait for every task; the bar counts the records written anywhere on the cluster and shows
+        what the tasks running now are doing (:mod:`cud_bench.stages`)."""
         counts: list[Counts] = []
         pending = list(labels)
         nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
@@ -170,6 +174,7 @@ class RayExecutor(Executor):
                         for other in pending:
                             ray.cancel(other)
                         raise self._failure(ray, exc, labels[ref]) from None
+                bar.set_postfix_str(stages.current(plan.out_dir, plan.suite.name, stages_before), refresh=False)
                 bar.update(written_since(plan.out_dir, before) - bar.n)
         return counts
 
