@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -249,6 +250,19 @@ def test_an_interrupted_run_resumes_to_the_same_result(first_run, tmp_path, monk
     summary = runner.run_suite(TINY, tmp_path, progress=False, teacher_cache=teachers)
     assert (summary.cells_done_before, summary.cells_written) == (3, 5)
     assert _metrics(tmp_path) == _metrics(out)
+
+
+def test_a_sweep_on_fewer_seeds_shares_the_suite_runs_records(first_run, tmp_path):
+    """docs/cud-method.md section 9: the sweep writes into the suite run's folder, and its `kd`
+    cells are the suite's records (seeds select cells; they are not a setting a record is checked against)."""
+    from cud_bench.sweep import run_sweep
+
+    out, teachers, _ = first_run
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    suite = dataclasses.replace(TINY, seeds=(0, 1)).restrict(seeds=[0])
+    variants, summary = run_sweep(suite, "cud", {"gamma": ["5"]}, tmp_path)
+    assert variants == ["cud+gamma=5"]
+    assert (summary.cells_done_before, summary.cells_written, summary.cells_stale) == (2, 2, [])  # kd: found done
 
 
 def test_workers_say_their_stage_and_write_each_record_as_soon_as_it_is_scored(first_run, tmp_path, monkeypatch):
