@@ -43,7 +43,7 @@ Conventions (pinned by tests/test_metrics.py):
   c_i the confidence, y_i = 1[correct]; K_s is the Gaussian kernel of
   bandwidth s reflected at 0 and 1 (the density of c + sZ folded into [0, 1]),
   and s* is the fixed point smECE_s* = s* (unique: smECE_s decreases in s),
-  found by bisection on [0, 1] to 1e-12; the value is s*. Computed on a grid
+  bracketed on [0, 1] to 2**-40 (a root search); the value is s*. Computed on a grid
   of ``SMOOTH_GRID`` intervals (linear deposit, FFT smoothing, trapezoid).
 - Classwise ECE (Kull et al. 2019) = mean over classes k of the ECE of p_k
   against 1[y = k], over all n examples, in uniform bins.
@@ -398,7 +398,7 @@ def _smooth_ece(confidence: np.ndarray, residuals: np.ndarray, sigma: float | No
     smoothed there by a Gaussian through its Fourier multiplier
     exp(-2 pi^2 sigma^2 xi^2) (a periodic Gaussian on the even extension is the
     Gaussian reflected at 0 and at 1), and |.| is integrated over [0, 1] by the
-    trapezoidal rule. The fixed point is found by bisection on [0, 1], all D at once.
+    trapezoidal rule. The fixed point is bracketed by :func:`_decreasing_root`, all D at once.
     """
     n_grid = SMOOTH_GRID
     spacing = 1.0 / n_grid
