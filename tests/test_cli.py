@@ -90,6 +90,7 @@ def test_version_and_required_subcommand(capsys):
 def test_every_command_that_runs_a_suite_passes_the_numerics_mode(argv, tmp_path, monkeypatch):
     """A release is built in one mode (portable or native), so sweeps and `check --run` need the flag as `run` has it."""
     import cud_bench.runner
+    import cud_bench.sweep  # imported first: imported while runner is patched, it would bind the fake for good
 
     seen = []
 
@@ -101,7 +102,7 @@ def test_every_command_that_runs_a_suite_passes_the_numerics_mode(argv, tmp_path
         raise Stop
 
     monkeypatch.setattr(cud_bench.runner, "run_suite", fake_run_suite)
-    monkeypatch.setattr("cud_bench.sweep.run_suite", fake_run_suite)
+    monkeypatch.setattr(cud_bench.sweep, "run_suite", fake_run_suite)
     monkeypatch.chdir(Path(__file__).parents[1])
     for extra, mode in (([], "native"), (["--portable"], "portable")):
         with pytest.raises(Stop):
