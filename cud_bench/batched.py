@@ -45,6 +45,7 @@ from transformers.optimization import get_scheduler
 
 from cud_bench import calibration, metrics
 from cud_bench.errors import CudBenchError
+from cud_bench.models.dropout import keep_mask
 from cud_bench.train import EpochStats, LossFn, TrainResult, _labels, _loss, _targets, train, validation_loss
 
 if TYPE_CHECKING:
@@ -89,13 +90,12 @@ def _mlp_forward(
 ) -> torch.Tensor:
     """Stacked :class:`MLPHead`: x (M, b, d) -> logits (M, b, C); dropout per model from its generator.
 
-    Dropout is torch's CPU dropout spelled out (``noise.bernoulli_(1 - p)``, ``noise / (1 - p)``,
+    Dropout is :class:`~cud_bench.models.dropout.Dropout` spelled out (``keep_mask``, ``/ (1 - p)``,
     ``h * noise``) with each model's own generator, so its masks are the ones it draws alone."""
     w1, b1, w2, b2 = params
     h = torch.relu(_StackedLinear.apply(x, w1, b1))
     if generators is not None and p > 0:
-        shape = h.shape[1:]
-        noise = torch.stack([torch.empty(shape).bernoulli_(1 - p, generator=g) for g in generators])
+        noise = torch.stack([keep_mask(h[0], 1 - p, g) for g in generators])
         h = h * noise.div_(1 - p)
     return _StackedLinear.apply(h, w2, b2)
 

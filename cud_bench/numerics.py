@@ -18,6 +18,10 @@ changes results by itself:
   whose FMA variants are chosen at load time: ``GLIBC_TUNABLES``;
 - OpenBLAS in numpy/scipy (``OPENBLAS_CORETYPE``), and the thread count (reductions).
 
+One choice no variable reaches: torch's dropout masks (scalar ``bernoulli_``) come from
+MKL's generator on Intel CPUs and torch's mt19937 elsewhere; the heads draw theirs
+through :mod:`cud_bench.models.dropout`, which takes the mt19937 path on every CPU.
+
 ``native`` lets every library choose (fastest; bit-identical on the same machine
 type, library lock and thread count). ``portable`` fixes every choice above to
 the baseline x86-64 path, one thread per process, so the choice no longer depends

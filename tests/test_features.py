@@ -55,7 +55,9 @@ def test_mean_pool_averages_only_unmasked_tokens():
 
 def test_padding_per_batch_equals_padding_to_max_length(l6, reviews):
     tokenizer, model = l6
-    per_batch = embed(tokenizer, model, reviews[:24], batch_size=8, padding="longest")
+    told = []
+    per_batch = embed(tokenizer, model, reviews[:24], batch_size=10, padding="longest", on_batch=told.append)
+    assert told == [10, 10, 4]  # a progress bar moves per batch, not per cache shard
     to_max = embed(tokenizer, model, reviews[:24], batch_size=8, padding="max_length")
     assert per_batch.shape == (24, 384) and per_batch.dtype == np.float32
     np.testing.assert_allclose(per_batch, to_max, atol=1e-5)

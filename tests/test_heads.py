@@ -20,6 +20,7 @@ from cud_bench.models.architectures import (
     architectures,
     hashed_ngrams,
 )
+from cud_bench.models.dropout import Dropout, keep_mask
 from cud_bench.models.heads import HashedBagClassifier, MeanPoolClassifier, MLPHead
 from cud_bench.registry import RegistryError
 from cud_bench.train import TrainConfig
@@ -94,6 +95,47 @@ def test_mlp_prepare_checks_features():
 def test_mlp_head_shape():
     head = MLPHead(in_dim=8, hidden=16, num_classes=3, dropout=0.5).eval()
     assert head(torch.zeros(5, 8)).shape == (5, 3)
+
+
+def mt19937_keep_mask(seed: int, n: int, keep: float) -> np.ndarray:
+    """The reference dropout mask, from numpy's MT19937 (not torch): torch's generator seeded with
+    ``seed`` draws a float64 per element from the low 53 bits of two 32-bit outputs (first << 32 | second)."""
+    bits = np.random.MT19937()
+    bits._legacy_seeding(seed)  # mt19937's own init_genrand(seed), the seeding torch's generator uses
+    raw = bits.random_raw(2 * n).astype(np.uint64)
+    words = (raw[0::2] << np.uint64(32)) | raw[1::2]
+    uniform = (words & np.uint64(2**53 - 1)).astype(np.float64) * 2.0**-53
+    return (uniform < keep).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345])
+def test_dropout_masks_are_mt19937_draws_on_any_cpu(seed):
+    # torch's own nn.Dropout draws these masks on AMD CPUs but MKL's on Intel ones (a vendor
+    # check inside its scalar bernoulli_): keep_mask must not depend on the CPU it runs on.
+    like = torch.empty(64, 33)
+    mask = keep_mask(like, 0.9, torch.Generator().manual_seed(seed))
+    assert mask.shape == like.shape and mask.dtype == like.dtype
+    np.testing.assert_array_equal(mask.numpy().ravel(), mt19937_keep_mask(seed, like.numel(), 0.9))
+    torch.manual_seed(seed)  # None: the global generator, as nn.Dropout uses
+    np.testing.assert_array_equal(keep_mask(like, 0.9).numpy().ravel(), mask.numpy().ravel())
+
+
+def test_dropout_scales_kept_units_and_passes_through_in_eval():
+    layer = Dropout(0.25)
+    x = torch.randn(200, 50, requires_grad=True)
+    torch.manual_seed(3)
+    y = layer(x)
+    torch.manual_seed(3)
+    scale = keep_mask(x, 0.75).div_(0.75)  # torch's dropout: x * (mask / (1 - p))
+    kept = scale > 0
+    assert torch.equal(y, x * scale) and not y[~kept].any()
+    torch.testing.assert_close(y[kept], x[kept] / 0.75)
+    assert 0.7 < kept.float().mean() < 0.8
+    y.sum().backward()
+    assert torch.equal(x.grad, scale)
+    assert layer.eval()(x) is x and Dropout(0.0)(x) is x
+    with pytest.raises(ValueError, match="dropout"):
+        Dropout(1.0)
 
 
 def test_empty_bag_gives_the_classifier_bias():

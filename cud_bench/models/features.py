@@ -26,7 +26,7 @@ import warnings
 import zipfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -74,12 +74,12 @@ def encode(
             for start in range(0, len(missing), SHARD_ROWS):
                 chunk = missing[start : start + SHARD_ROWS]
                 vectors = embed(
-                    tokenizer, model, [text_of[k] for k in chunk], max_length=max_length, batch_size=batch_size
+                    tokenizer, model, [text_of[k] for k in chunk], max_length=max_length, batch_size=batch_size,
+                    on_batch=bar.update,
                 )
                 _check_finite(vectors, [text_of[k] for k in chunk], spec.id, store.folder)
                 store.put(chunk, vectors)
                 found.update(zip(chunk, vectors))
-                bar.update(len(chunk))
     if not keys:
         return np.zeros((0, spec.hidden_size), np.float32)
     return np.stack([found[k] for k in keys])
@@ -93,6 +93,7 @@ def embed(
     max_length: int = 128,
     batch_size: int = 64,
     padding: str = "longest",
+    on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Mean-pooled last hidden states, (len(texts), hidden size) float32, in input order; no cache.
 
@@ -100,6 +101,7 @@ def embed(
     an out-of-memory error comes at once) and pads each batch to its longest
     text; ``"max_length"`` pads every text to ``max_length`` in input order,
     the slow way, kept for fixed shapes and as the benchmark's baseline.
+    ``on_batch`` is told each batch's size once it is encoded (a progress bar's ``update``).
     """
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
@@ -123,6 +125,8 @@ def embed(
             input_ids, mask = input_ids.to(model.device), mask.to(model.device)
             hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             out[rows] = mean_pool(hidden, mask).float().cpu().numpy()
+            if on_batch is not None:
+                on_batch(len(rows))
     return out
 
 

@@ -11,18 +11,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cud_bench.models.dropout import Dropout
 from cud_bench.models.features import mean_pool
 
 
 class MLPHead(nn.Module):
-    """One hidden ReLU layer with dropout on frozen sentence features (n, in_dim) -> (n, C)."""
+    """One hidden ReLU layer with dropout on frozen sentence features (n, in_dim) -> (n, C).
+
+    Its dropout is :class:`~cud_bench.models.dropout.Dropout`: the same masks on every CPU."""
 
     def __init__(self, in_dim: int, hidden: int, num_classes: int, dropout: float) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
 
