@@ -326,6 +326,9 @@ def run_group(
     """
     if any(c.task != data.spec.name for c in cells):
         raise ValueError(f"run_group needs cells of task {data.spec.name!r} only")
+    if arch.needs_features:
+        stage("encoding the clean splits and shifted sets")
+        shift_sets.encode(arch, inputs)
     size = (group_size or len(cells)) if stackable(arch) else 1  # unstacked models are scored and dropped one by one
     for start in range(0, len(cells), size):
         chunk = cells[start : start + size]

@@ -189,6 +189,16 @@ class ShiftSets:
         """The versioned ids of the shifts scored for this task, sorted."""
         return sorted({shifted.shift for shifted in self.sets})
 
+    def encode(self, arch: Architecture, inputs: Inputs) -> None:
+        """Prepare ``arch``'s inputs of the clean splits and of every set with texts of its own, in
+        the order training and scoring ask for them (so each text is encoded in the batch it always
+        was): a stage of its own, where it was hidden in the first cell's scoring."""
+        for texts in (self.data.train.texts, self.data.validation.texts, self.data.test.texts):
+            inputs(arch, texts)
+        for shifted in self.sets:
+            if shifted.kind != "subset":
+                inputs(arch, shifted.texts)
+
     def score(
         self, arch: Architecture, model: torch.nn.Module, test_logits: np.ndarray, T: float, inputs: Inputs
     ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:

@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cud_bench import calibration, records, runner, stages
+from cud_bench import calibration, records, runner, stages, taskdata
 from cud_bench.errors import CudBenchError
 from cud_bench.methods import get_method
 from cud_bench.recipes import component
@@ -279,11 +279,23 @@ def test_workers_say_their_stage_and_write_each_record_as_soon_as_it_is_scored(f
         written = len(list((out_dir / suite_name / "records").glob("*.json")))
         seen.append((text, shown, written))
 
+    student_encodes = []  # the stage each time the student's encoder is asked for features
+    real_encode = taskdata.encode
+
+    def encode(encoder, texts, **kwargs):
+        if encoder == model_presets.get("mlp-l3")().needs_features:
+            student_encodes.append(seen[-1][0])
+        return real_encode(encoder, texts, **kwargs)
+
     monkeypatch.setattr(stages, "report", report)
+    monkeypatch.setattr(taskdata, "encode", encode)
     runner.run_suite(suite, tmp_path, progress=False, teacher_cache=teachers)
     texts = [text for text, _, _ in seen]
+    # every text the student reads is encoded in its own stage, none while training or scoring
+    assert student_encodes and set(student_encodes) == {"encoding the clean splits and shifted sets"}
     assert texts == [
         "data and shifted sets",
+        "encoding the clean splits and shifted sets",
         "cells 1-2 of 2, teachers and targets 1/2",
         "cells 1-2 of 2, teachers and targets 2/2",
         "cells 1-2 of 2, training 2 students",
