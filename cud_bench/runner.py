@@ -277,7 +277,8 @@ def run_cells(
             if data is None or data.spec.name != task:
                 stage("data and shifted sets")
                 data = prepare_task(task, suite)
-                shift_sets = ShiftSets(suite, data, lambda: teachers.seed_ensemble(data, suite.ensemble_seeds))
+                with teachers.reporting(lambda what: stage(f"data and shifted sets, {what}")):
+                    shift_sets = ShiftSets(suite, data, lambda: teachers.seed_ensemble(data, suite.ensemble_seeds))
                 not_scored[task] = dict(shift_sets.not_scored)
                 for set_id, why in shift_sets.not_scored.items():
                     log.info("%s: set %s not scored: %s", task, set_id, why)
@@ -353,8 +354,10 @@ def _train_and_score(
     methods = [get_method(c.method) for c in cells]
     sides = []
     for k, (c, m) in enumerate(zip(cells, methods), start=1):
-        stage("teacher and targets" if len(cells) == 1 else f"teachers and targets {k}/{len(cells)}")
-        sides.append(_teacher_side(c, m.for_task(c.task), data, teachers, shift_sets if suite.teacher_shifts else None))
+        where = "teacher and targets" if len(cells) == 1 else f"teachers and targets {k}/{len(cells)}"
+        stage(where)
+        with teachers.reporting(lambda what: stage(f"{where}, {what}")):
+            sides.append(_teacher_side(c, m.for_task(c.task), data, teachers, shift_sets if suite.teacher_shifts else None))
     stage("training" if len(cells) == 1 else f"training {len(cells)} students")
     clock = time.perf_counter()
     fitted = fit_many(

@@ -8,12 +8,13 @@ the one scored; the fold teachers label the folds they did not see (``cross-fit`
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -67,6 +68,17 @@ class TeacherStore:
         self.rebuilt: list[str] = []  # cache entries that failed their check and were retrained
         self._memo: dict[str, Trained] = {}
         self._shift_memo: dict[tuple[str, str], dict[str, Any]] = {}
+        self._tell: Callable[[str], None] = lambda what: None
+
+    @contextlib.contextmanager
+    def reporting(self, tell: Callable[[str], None]) -> Iterator[None]:
+        """Inside the block, tell ``tell`` which teacher starts training (a worker's stage line:
+        one cell's full-data, fold and ensemble teachers can take minutes)."""
+        saved, self._tell = self._tell, tell
+        try:
+            yield
+        finally:
+            self._tell = saved
 
     def key(self, data: TaskData, recipe: Component, seed: int, fold: int | None) -> str:
         parts = {
@@ -138,6 +150,7 @@ class TeacherStore:
         folder = self.root / key
         loaded = self._load(folder, data)
         if loaded is None:
+            self._tell(f"training teacher {recipe.name} seed {seed} " + ("full data" if fold is None else f"fold {fold + 1}/{self.n_folds}"))
             loaded = self._train(folder, data, recipe, seed, fold)
             self.trained[recipe.name] += 1
         else:

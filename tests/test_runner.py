@@ -307,6 +307,18 @@ def test_workers_say_their_stage_and_write_each_record_as_soon_as_it_is_scored(f
     assert stages.stamps(tmp_path, suite.name) == {}  # finished: no stage left to show
 
 
+def test_the_stage_names_each_teacher_while_it_trains(tmp_path, monkeypatch):
+    suite = dataclasses.replace(TINY, methods=("kd",), protocols=("cross-fit",))
+    seen = []
+    monkeypatch.setattr(stages, "report", lambda out_dir, suite_name, task, student, text: seen.append(text))
+    runner.run_suite(suite, tmp_path / "runs", progress=False, teacher_cache=tmp_path / "teachers")
+    training = [text for text in seen if "training teacher" in text]
+    ensemble = [f"data and shifted sets, training teacher ce seed {s} full data" for s in suite.ensemble_seeds]
+    cell = [f"cell 1 of 1, teacher and targets, training teacher ce seed 0 {which}" for which in ("full data", "fold 1/2", "fold 2/2")]
+    assert sorted(training) == sorted(ensemble + cell), training  # kd's teacher recipe is ce; the full-data one is scored
+    assert seen.index(ensemble[-1]) < seen.index("encoding the clean splits and shifted sets") < seen.index(cell[1])
+
+
 def test_the_bar_shows_only_stages_written_since_the_run_started(tmp_path):
     stages.report(tmp_path, "s", "rt-polarity", "mlp-l3", "training")  # a stale file of an earlier, killed run
     before = stages.stamps(tmp_path, "s")
