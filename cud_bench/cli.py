@@ -307,6 +307,11 @@ def _add_simulate(commands: Subparsers) -> None:
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="settings run in N worker processes")
     parser.add_argument("--out", default="simulation", help="writes OUT.json and OUT.md (default: ./simulation)")
     parser.add_argument("--combine", nargs="+", metavar="JSON", help="run nothing: write OUT.md from the outcomes of earlier runs' JSON files")
+    parser.add_argument(
+        "--seed-spread", metavar="VERSION",
+        help="run no claims: print how much scores move between training seeds in release VERSION beside the "
+        "simulator's default world (--metrics, --benchmarks, --seed apply)",
+    )
     parser.set_defaults(func=_cmd_simulate)
 
 
@@ -317,6 +322,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.combine:
         print(combine_simulations(args.combine, Path(args.out)))
+        return 0
+    if args.seed_spread:
+        from leaderboard.inference import BASE_METRICS, seed_spread_report
+        from leaderboard.store import open_release
+
+        release = open_release(args.seed_spread)
+        print(seed_spread_report(release.entries(), release.version, args.metrics or BASE_METRICS, args.benchmarks, seed=args.seed))
         return 0
     settings = select_settings(args.settings, args.metrics, args.kinds)
     print(write_simulation(settings, args.benchmarks, Path(args.out), seed=args.seed, n_resamples=args.resamples, jobs=args.jobs))

@@ -43,7 +43,7 @@ import contextlib
 import dataclasses
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,7 @@ from scipy.optimize import brentq
 from scipy.stats import binomtest, norm
 from scipy.stats import t as t_dist
 
+from cud_bench.errors import CudBenchError
 from cud_bench.metrics import METRICS, NLL_EPS, WEIGHTED, Predictions, _bin_edges, _bin_index, _debiased_squared, difference_interval
 from cud_bench.registry import Registry
 from cud_bench.specs import MetricSpec
@@ -938,6 +939,80 @@ def standard_settings(metrics: Sequence[str] = BASE_METRICS) -> list[Setting]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class SeedSpread:
+    """How much a metric moves between training seeds: the RMS over groups (a task, board and
+    protocol) of the across-seed SD of A - B (paired by seed) and of B alone, clean test set."""
+
+    source: str
+    metric: str
+    paired: float
+    alone: float
+    groups: int
+
+
+def seed_spread(source: str, metric: str, groups: Sequence[tuple[Sequence[float], Sequence[float]]]) -> SeedSpread:
+    """``groups``: per group, A's and B's values over the same seeds (at least two)."""
+    paired = [np.std(np.subtract(a, b), ddof=1) for a, b in groups]
+    alone = [np.std(b, ddof=1) for _, b in groups]
+    rms = lambda x: float(np.sqrt(np.mean(np.square(x))))  # noqa: E731
+    return SeedSpread(source, metric, rms(paired), rms(alone), len(groups))
+
+
+def release_seed_spread(entries: Iterable[dict[str, Any]], metric: str, a: str = "cud", b: str = "kd") -> SeedSpread:
+    """The spread in a release: A and B's raw clean-test scores per task, student and protocol."""
+    values: dict[tuple, dict[str, dict[int, float]]] = {}
+    for entry in entries:
+        cell = entry["cell"]
+        if cell["method"] in (a, b):
+            score = dict(zip(entry["metrics"]["classification"], entry["sets"]["clean"]["raw"]))[metric]
+            values.setdefault((cell["task"], cell["student"], cell["protocol"]), {a: {}, b: {}})[cell["method"]][cell["seed"]] = score
+    groups = []
+    for by_method in values.values():
+        seeds = sorted(set(by_method[a]) & set(by_method[b]))
+        if len(seeds) >= 2:
+            groups.append(([by_method[a][s] for s in seeds], [by_method[b][s] for s in seeds]))
+    return seed_spread(f"{a} - {b}", metric, groups)
+
+
+def simulated_seed_spread(world: World, metric: str, n_benchmarks: int, *, seed: int) -> SeedSpread:
+    """The same spread in ``world``'s simulated benchmarks with no true difference (A - B per task and board)."""
+    spec = MetricSpec.from_id(metric)
+    setting = Setting("null", world)
+    scales, noise = (_scale_for(setting), world.scale_b), (world.example_sd, world.example_sd)
+    groups = []
+    for b in range(n_benchmarks):
+        for task in _benchmark(world, scales, noise, np.random.default_rng([seed, b]))["tasks"]:
+            for g in range(world.n_boards):
+                value = lambda s, m: METRICS.get(spec.name)(Predictions.of(_probs(task["models"][g, s, m][0]), task["y"]), spec)  # noqa: E731
+                groups.append(tuple([value(s, m) for s in range(world.n_seeds)] for m in (0, 1)))
+    return seed_spread("simulated A - B", metric, groups)
+
+
+def seed_spread_report(entries: Iterable[dict[str, Any]], version: str, metrics: Sequence[str], n_benchmarks: int, *, seed: int) -> str:
+    """Release ``version``'s seed spread beside the simulator's (its default world), per metric:
+    whether the simulated benchmarks vary between seeds as much as real runs do."""
+    entries = list(entries)
+    lines = [
+        f"Across-seed SD of clean-test scores (RMS over groups, points): release {version} (cud - kd paired, and kd alone; "
+        f"per task, student and protocol) against the simulator's default world (A - B and B; per task and board; "
+        f"{n_benchmarks} benchmarks, seed {seed}).",
+        "",
+        "| metric | release: paired | release: alone | simulated: paired | simulated: alone | simulated / release (paired) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for metric in metrics:
+        real = release_seed_spread(entries, metric)
+        if not real.groups:
+            raise CudBenchError(f"release {version} has no task, student and protocol with cud and kd on two or more seeds")
+        sim = simulated_seed_spread(World(), metric, n_benchmarks, seed=seed)
+        lines.append(
+            f"| {metric} | {100 * real.paired:.2f} ({real.groups} groups) | {100 * real.alone:.2f} | {100 * sim.paired:.2f} "
+            f"({sim.groups} groups) | {100 * sim.alone:.2f} | {sim.paired / real.paired:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def run_simulation(
     settings: Sequence[Setting], n_benchmarks: int, *, seed: int = 0, n_resamples: int = 500, jobs: int = 1
 ) -> list[Outcome]:
@@ -1010,8 +1085,6 @@ def read_simulation(paths: Sequence[Any]) -> list[Outcome]:
     """The outcomes stored in ``simulation_json`` files, in order (several runs make one table)."""
     import json
     from pathlib import Path
-
-    from cud_bench.errors import CudBenchError
 
     out = []
     for path in paths:

@@ -168,3 +168,36 @@ def test_simulate_combines_earlier_runs_into_one_table(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{}")
     assert main(["simulate", "--combine", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")]) == 2
     assert "not a simulation result" in capsys.readouterr().err
+
+
+def _entry(task, method, seed, ece, accuracy=0.5):
+    cell = {"task": task, "student": "mlp-l3", "protocol": "cross-fit", "method": method, "seed": seed}
+    return {"cell": cell, "metrics": {"classification": ["accuracy", "ece/uniform/15/l1"]}, "sets": {"clean": {"raw": [accuracy, ece]}}}
+
+
+def test_seed_spread_of_a_release_pairs_the_two_methods_by_seed():
+    entries = [_entry("a", "cud", s, v) for s, v in enumerate((0.1, 0.2, 0.3))] + [_entry("a", "kd", s, 0.1) for s in range(3)]
+    entries += [_entry("b", "cud", s, v) for s, v in enumerate((0.0, 0.2))] + [_entry("b", "kd", s, v) for s, v in enumerate((0.0, 0.0, 9.0))]
+    entries += [_entry("a", "ce", s, 5.0 * s) for s in range(3)] + [_entry("c", "kd", s, 1.0 * s) for s in range(3)]  # no pair
+    spread = inference.release_seed_spread(entries, "ece/uniform/15/l1")
+    # group a: cud - kd = (0, .1, .2), SD .1, kd alone 0; group b: seeds 0 and 1 only, (0, .2), SD .1414, kd alone 0
+    assert spread.groups == 2
+    assert spread.paired == pytest.approx(np.sqrt((0.1**2 + 0.02) / 2)) and spread.alone == pytest.approx(0.0, abs=1e-12)
+
+
+def test_simulated_seed_spread_grows_with_the_worlds_seed_effects():
+    world = World(n_tasks=3)
+    none = dataclasses.replace(world, seed_bias_sd=0.0, seed_logtemp_sd=0.0)
+    with_effects = inference.simulated_seed_spread(world, "ece/uniform/15/l1", 2, seed=0)
+    without = inference.simulated_seed_spread(none, "ece/uniform/15/l1", 2, seed=0)
+    assert with_effects.groups == without.groups == 2 * 3 * world.n_boards
+    assert with_effects.paired > 2 * without.paired > 0
+
+
+def test_seed_spread_command_compares_a_committed_release_with_the_simulator(capsys):
+    from cud_bench.cli import main
+
+    assert main(["simulate", "--seed-spread", "1.0", "--benchmarks", "1", "--metrics", "accuracy"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| accuracy |"))
+    assert "(36 groups)" in row  # 9 tasks x 2 students x 2 protocols with cud and kd on 3 seeds
+    assert main(["simulate", "--seed-spread", "9.9"]) == 2 and "unknown release" in capsys.readouterr().err
