@@ -51,7 +51,12 @@ texts are copies of clean test rows (corruptions: position j of the set is clean
 
 ``Scores`` = {"raw": {metric_id: value}, "ts": {metric_id: value}, "temperature": T,
 "n": examples}: ``raw`` from the model's probabilities, ``ts`` after the post-hoc
-temperature fitted on clean validation data only (never refitted under shift).
+temperature fitted on clean validation data only (never refitted under shift). A set of a
+summarised family (corruptions; :mod:`cud_bench.summaries`) is scored from its per-row
+summary, as a release stores it: its Scores add ``"stored": "summary"`` and hold only the
+metrics a summary decides (:data:`cud_bench.summaries.SPECS`); its ``probs`` are still stored whole
+here (records written before summaries scored these sets from the rows; a release re-scores
+every record from its predictions, so both give the same entry).
 Metric ids are :class:`cud_bench.specs.MetricSpec` ids (``ece/uniform/15/l1``...).
 
 ``provenance`` says what computed the numbers (everything that changes their last

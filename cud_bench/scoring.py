@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from cud_bench import calibration, metrics
+from cud_bench import calibration, metrics, summaries
 from cud_bench.models.architectures import Architecture
 from cud_bench.specs import MetricSpec
 from cud_bench.suites import SuiteSpec
@@ -147,6 +147,7 @@ class ShiftSets:
         self.sets: list[Any] = []
         self.not_scored: dict[str, str] = {}  # "<shift id>/<severity>" -> why it was not scored
         self.rows: dict[str, np.ndarray] = {}  # a labelled set made from clean test rows -> those rows
+        self.summarised: set[str] = set()  # shift ids whose sets are scored from per-row summaries
         splits = ScoredSplits(data.test.ids, data.test.texts, data.test.labels, data.train.labels)
         position = {id_: i for i, id_ in enumerate(data.test.ids)}
         for shift in self.chosen(suite, data.spec.name):
@@ -157,6 +158,8 @@ class ShiftSets:
                     data.spec.name, severity, seed=0, splits=splits, max_examples=suite.max_shift_examples, **extra
                 )
                 set_id = f"{shifted.shift}/{severity}"
+                if summaries.summarised(spec.family, shifted.kind):
+                    self.summarised.add(shifted.shift)
                 if shifted.kind == "subset":
                     rows = np.array([position[i] for i in shifted.ids if i in position], dtype=np.int64)
                     shifted = dataclasses.replace(shifted, ids=tuple(data.test.ids[r] for r in rows), indices=tuple(rows))
@@ -202,7 +205,10 @@ class ShiftSets:
     def score(
         self, arch: Architecture, model: torch.nn.Module, test_logits: np.ndarray, T: float, inputs: Inputs
     ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-        """Scores per ``{shift id: {severity: Scores}}`` and the per-example probabilities to store."""
+        """Scores per ``{shift id: {severity: Scores}}`` and the per-example probabilities to store.
+
+        Sets of a summarised family (:mod:`cud_bench.summaries`) are scored from their summary,
+        as a release stores them; the run's record keeps their probabilities whole."""
         results: dict[str, dict[str, Any]] = collections.defaultdict(dict)
         predictions: dict[str, np.ndarray] = {}
         test_probs = stored_probs(test_logits)
@@ -219,7 +225,11 @@ class ShiftSets:
             probs = stored_probs(predict_logits(arch, model, inputs(arch, shifted.texts)))
             if shifted.kind == "labelled":
                 labels = np.asarray(shifted.labels, dtype=np.int64)
-                results[shifted.shift][str(shifted.severity)] = {**scores(probs, labels, T), "kind": "labelled"}
+                if shifted.shift in self.summarised:  # stored whole here; a release keeps the summary
+                    result = {**summaries.scores(summaries.summarise(probs, T), labels), "temperature": T, "stored": "summary"}
+                else:
+                    result = scores(probs, labels, T)
+                results[shifted.shift][str(shifted.severity)] = {**result, "kind": "labelled"}
                 predictions[f"{key}/labels"] = labels
                 if f"{shifted.shift}/{shifted.severity}" in self.rows:  # the clean rows the texts came from
                     predictions[f"{key}/rows"] = self.rows[f"{shifted.shift}/{shifted.severity}"]

@@ -359,7 +359,7 @@ class Results:
             entry = entry_format.from_record(record, npz)
             entries.append(entry)
             files[id(entry)] = npz
-        return cls(entries, lambda e: entry_format.read_predictions(files[id(e)]), f"records under {folder}")
+        return cls(entries, lambda e: entry_format.release_arrays(e, entry_format.read_predictions(files[id(e)])), f"records under {folder}")
 
 
 # -- verdicts --------------------------------------------------------------------------
@@ -664,7 +664,7 @@ def _sign_verdict(claim: ClaimSpec, a: Side, cells: list[Cell], base: Verdict) -
 
 
 def _stored(entry: dict[str, Any], side: Side, set_id: str, claim: ClaimSpec) -> float:
-    metrics = entry["metrics"][entry_format.SCORING[entry["sets"][set_id]["kind"]]]
+    metrics = entry_format.set_metric_ids(entry, set_id)
     if claim.metric not in metrics:
         raise CudBenchError(f"claim {claim.id!r}: metric {claim.metric!r} is not stored for set {set_id!r}; stored: {', '.join(metrics)}")
     variant = side.variant or claim.variant

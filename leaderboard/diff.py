@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from leaderboard.entry import SCORING, VARIANTS, stem
+from leaderboard.entry import VARIANTS, scoring_of, stem
 from leaderboard.store import Release
 from leaderboard.versions import diff_manifests
 
@@ -36,7 +36,7 @@ def diff_releases(a: Release, b: Release) -> list[str]:
 def _entry_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     changes = [f"spec {k}: {old['specs'][k]} -> {new['specs'][k]}" for k in sorted(new["specs"]) if old["specs"][k] != new["specs"][k]]
     changes += [f"replaced: {r['reason']}" for r in new.get("replaces", [])[len(old.get("replaces", [])):]]
-    if old["predictions"]["sha256"] != new["predictions"]["sha256"]:
+    if old["predictions"] != new["predictions"]:
         changes.append("predictions changed")
     scores = _scores(new)
     before = _scores(old)
@@ -57,6 +57,6 @@ def _scores(entry: dict[str, Any]) -> dict[tuple[str, str, str], float]:
     out = {}
     for set_id, s in entry["sets"].items():
         for variant in VARIANTS:
-            for metric, value in zip(entry["metrics"][SCORING[s["kind"]]], s[variant]):
+            for metric, value in zip(entry["metrics"][scoring_of(s)], s[variant]):
                 out[(set_id, variant, metric)] = value
     return out

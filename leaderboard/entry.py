@@ -6,12 +6,16 @@ those stored predictions**, by the runner's own scoring functions, not copied
 from the record (which scored float32 logits): so anyone holding a release can
 recompute every committed number (:func:`score_predictions`), and CI does
 (:func:`leaderboard.release.verify`). Since scoring version 2 the runner scores
-the same float16 probabilities it stores, so record and entry agree exactly.
+the same float16 probabilities it stores, so record and entry agree exactly. Since
+schema 3 a release stores the sets of a summarised family (the corruptions) as per-row
+summaries (:func:`compact`, :mod:`cud_bench.summaries`), which the runner also scores
+them from: 50 corrupted sets of 300 texts per cell would otherwise make release 2.0
+ten times the size a repository should hold (docs/release-2.0.md).
 
-Entry layout (``schema_version`` 2; ``schema/entry-v2.json`` is the normative
+Entry layout (``schema_version`` 3; ``schema/entry-v3.json`` is the normative
 field-by-field description, and every file is validated against it)::
 
-    schema_version  2
+    schema_version  3
     scoring         the scoring version the scores were computed with
                     (:data:`cud_bench.metrics.SCORING_VERSION`; schema-1 entries read as 1)
     cell            {suite, task, method, seed, protocol, student}: the cell's key
@@ -20,9 +24,11 @@ field-by-field description, and every file is validated against it)::
     task            {id: "rt-polarity@v1", subset: the runner's caps on the splits}
     shifts          {shift id: {hash, family, kind}} for every shift scored
     temperature     post-hoc temperature, fitted by the runner on clean validation data (re-fitted: below)
-    metrics         {"classification": [metric id], "detection": [metric id]}: the order
-                    of the values in each set's "raw" and "ts" arrays
-    sets            {set id: {kind, n, raw: [value], ts: [value]}}; set ids are "clean",
+    metrics         {"classification": [metric id], "detection": [metric id], "summary":
+                    [metric id] (when a set is summarised)}: the order of the values in each
+                    set's "raw" and "ts" arrays (:func:`set_metric_ids`)
+    sets            {set id: {kind, n, stored: "summary" (summarised sets only), raw: [value],
+                    ts: [value]}}; set ids are "clean",
                     "<shift id>/<severity>" and "pool/<family>" (every labelled set of a
                     family, concatenated); values rounded to DECIMALS places
     predictions     {file: path in the release, sha256: of the packed .npz bytes (pack_predictions)}
@@ -67,7 +73,7 @@ from cud_bench.errors import CudBenchError
 from cud_bench.metrics import SCORING_VERSION
 from cud_bench.records import SUITE_SELECTION_FIELDS, suite_settings_hash  # noqa: F401  (one home: resume uses them too)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DECIMALS = 4  # stored scores are rounded to this many places: 0.01 percentage points
 CLEAN = "clean"
 POOL = "pool"
@@ -81,7 +87,11 @@ TOLERANCE = 1.01 * 10.0**-DECIMALS
 TEACHER_PROBS = "teacher/clean/probs"
 VALIDATION_LOGITS, VALIDATION_LABELS = "validation/logits", "validation/labels"
 TEACHER_VALIDATION_LOGITS = "teacher/validation/logits"
-FLOAT_SUFFIXES = ("/probs", "/logits")  # (n, C) float16 arrays; every other array holds integers
+FLOAT_SUFFIXES = ("/probs", "/logits")  # (n, C) float16 arrays
+# A summarised set (cud_bench.summaries) keeps <set>/predicted (integers) and <set>/confidence:
+# (n, 2) uint8 confidence cells, raw and after TS. Every other array holds integers.
+SUMMARY, PREDICTED, CONFIDENCE = "summary", "predicted", "confidence"
+TEACHER = "teacher"  # the prefix of the teacher's arrays, stored as a part of their own (split_parts)
 
 
 def fold_logits_key(fold: int) -> str:
@@ -97,19 +107,49 @@ def stem(cell: dict[str, Any]) -> str:
     return "__".join(parts) + f"__seed{cell['seed']}"
 
 
-def predictions_file(cell: dict[str, Any], sha256: str) -> str:
+def predictions_file(cell: dict[str, Any], sha256: str, part: str = "cell") -> str:
     """Where a cell's predictions live in a release: named by suite, task and content, so a
     replacement never overwrites the file the previous entry points at, and cells with the
-    same predictions (``ce`` ignores the target protocol) share one file."""
-    return f"predictions/{cell['suite']}__{cell['task']}-{sha256[:12]}.npz"
+    same predictions (``ce`` ignores the target protocol) share one file. The teacher's arrays
+    are a part of their own (``part="teacher"``), shared by every cell trained from that
+    teacher (both students, every method of the same teacher recipe)."""
+    kind = "" if part == "cell" else f"__{part}"
+    return f"predictions/{cell['suite']}__{cell['task']}{kind}-{sha256[:12]}.npz"
+
+
+def prediction_files(entry: dict[str, Any]) -> list[tuple[str, str]]:
+    """(file, sha256) of every part of an entry's predictions: the cell's, then its teacher's."""
+    parts = [entry["predictions"], *([entry["predictions"][TEACHER]] if TEACHER in entry["predictions"] else [])]
+    return [(p["file"], p["sha256"]) for p in parts]
+
+
+def split_parts(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """The release's parts of a cell's arrays: {"cell": its own, "teacher": the teacher's
+    ``teacher/...`` arrays (absent when it has none)}."""
+    teacher = {k: v for k, v in arrays.items() if k.startswith(TEACHER + "/")}
+    return {"cell": {k: v for k, v in arrays.items() if k not in teacher}, **({TEACHER: teacher} if teacher else {})}
+
+
+def predictions_of(cell: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """An entry's ``predictions`` field for the release's ``arrays`` of ``cell``, and the packed
+    bytes of each file it names."""
+    field: dict[str, Any] = {}
+    data = {}
+    for part, part_arrays in split_parts(arrays).items():
+        packed = pack_predictions(part_arrays)
+        sha = hashlib.sha256(packed).hexdigest()
+        named = {"file": predictions_file(cell, sha, part), "sha256": sha}
+        field.update(named) if part == "cell" else field.update({part: named})
+        data[named["file"]] = packed
+    return field, data
 
 
 def from_record(record: dict[str, Any], predictions_path: Path) -> dict[str, Any]:
     """The entry for a runner record whose predictions are the ``.npz`` at ``predictions_path``."""
-    arrays = read_predictions(predictions_path)
-    sha = hashlib.sha256(pack_predictions(arrays)).hexdigest()
     student = record["student"]
     shift_info = _shift_info(record)
+    arrays = compact(read_predictions(predictions_path), student["clean"]["temperature"], shift_info)
+    predictions, _ = predictions_of(record["cell"], arrays)  # what the release will store (release_arrays)
     metrics, sets = score_predictions(arrays, student["clean"]["temperature"], shift_info)
     _check_sizes(student, sets, predictions_path)
     specs = record["specs"]
@@ -130,7 +170,7 @@ def from_record(record: dict[str, Any], predictions_path: Path) -> dict[str, Any
         "temperature": student["clean"]["temperature"],
         "metrics": metrics,
         "sets": sets,
-        "predictions": {"file": predictions_file(record["cell"], sha), "sha256": sha},
+        "predictions": predictions,
         "teacher": teacher and _teacher(teacher, metrics["classification"]),
         "training": {k: record["training"][k] for k in ("best_epoch", "epochs_run", "selection_rule")},
         "provenance": record["provenance"],
@@ -240,43 +280,98 @@ def score_predictions(
     arrays: dict[str, np.ndarray],
     temperature: float,
     shifts: dict[str, dict[str, str]],
-    classification: list[str] | None = None,
+    metric_ids: dict[str, list[str]] | None = None,
 ) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
-    """Every set's scores, raw and after ``temperature``, from stored probabilities.
+    """Every set's scores, raw and after ``temperature``, from stored predictions.
 
     ``arrays`` has the runner's keys (``clean/probs``, ``clean/labels``,
-    ``shift/<id>/<severity>/probs|labels|rows``); they are scored by the
-    runner's own functions (:mod:`cud_bench.scoring`). ``classification`` names
-    the classification metric ids to compute (default: the standard ones; an
-    existing entry's own list when it is verified or re-scored). Returns
-    (metric ids per scoring, sets), values rounded to ``DECIMALS`` places.
+    ``shift/<id>/<severity>/probs|labels|rows``, or a summarised set's
+    ``predicted|confidence``, :func:`compact`); each set is scored as it is stored, by the
+    runner's own functions
+    (:mod:`cud_bench.scoring`, :mod:`cud_bench.summaries`). ``metric_ids`` names the
+    classification and summary metric ids to compute (default: the standard ones; an existing
+    entry's own lists when it is verified or re-scored). Returns (metric ids per scoring,
+    sets), values rounded to ``DECIMALS`` places.
     """
+    from cud_bench import summaries
     from cud_bench.metrics import STANDARD_SPECS
     from cud_bench.scoring import ood_scores, scores  # heavy (torch): only when scoring
     from cud_bench.specs import MetricSpec
 
-    specs = STANDARD_SPECS if classification is None else [MetricSpec.from_id(m) for m in classification]
+    def specs(scoring: str, default: tuple[MetricSpec, ...]) -> list[MetricSpec]:
+        ids = (metric_ids or {}).get(scoring)
+        return list(default) if ids is None else [MetricSpec.from_id(m) for m in ids]
+
     computed = {}
     for set_id in set_ids(arrays, shifts):
         kind = set_kind(set_id, shifts)
         if kind == "out-of-scope":
             result = ood_scores(arrays["clean/probs"], arrays[f"shift/{set_id}/probs"], temperature)
+        elif is_summary(arrays, set_id, shifts):
+            summary, labels = set_summary(arrays, set_id, shifts)
+            result = {**summaries.scores(summary, labels, specs(SUMMARY, summaries.SPECS)), "stored": SUMMARY}
         else:
             probs, labels = set_probs(arrays, set_id, shifts)
-            result = scores(probs, labels, temperature, specs)
+            result = scores(probs, labels, temperature, specs("classification", STANDARD_SPECS))
         computed[set_id] = {**result, "kind": kind}
     metrics: dict[str, list[str]] = {"classification": [], "detection": []}
     for result in computed.values():
-        metrics[SCORING[result["kind"]]] = sorted(result["raw"])
+        metrics[scoring_of(result)] = sorted(result["raw"])
     sets = {
         set_id: {
             "kind": r["kind"],
             "n": r["n"],
-            **{v: [round(float(r[v][m]), DECIMALS) for m in metrics[SCORING[r["kind"]]]] for v in VARIANTS},
+            **({"stored": r["stored"]} if "stored" in r else {}),
+            **{v: [round(float(r[v][m]), DECIMALS) for m in metrics[scoring_of(r)]] for v in VARIANTS},
         }
         for set_id, r in sorted(computed.items())
     }
     return metrics, sets
+
+
+def scoring_of(stored_set: dict[str, Any]) -> str:
+    """Which metric list of an entry's ``metrics`` a set's values follow: "summary" for a set
+    stored as per-row summaries, else the one its kind takes (:data:`SCORING`)."""
+    return SUMMARY if stored_set.get("stored") == SUMMARY else SCORING[stored_set["kind"]]
+
+
+def set_metric_ids(entry: dict[str, Any], set_id: str) -> list[str]:
+    """The metric ids, in order, of the values an entry stores for ``set_id``."""
+    return entry["metrics"][scoring_of(entry["sets"][set_id])]
+
+
+def compact(arrays: dict[str, np.ndarray], temperature: float, shifts: dict[str, dict[str, str]]) -> dict[str, np.ndarray]:
+    """``arrays`` with every set of a summarised family (:func:`cud_bench.summaries.summarised`)
+    stored as its summary: ``<set>/probs`` replaced by ``<set>/predicted`` and
+    ``<set>/confidence`` (the raw and TS cells at ``temperature``). A runner record keeps its
+    corrupted sets whole; a release stores them so (docs/release-2.0.md says why)."""
+    from cud_bench import summaries
+
+    out = dict(arrays)
+    for key in arrays:
+        parts = key.split("/")
+        if key.startswith("shift/") and key.endswith("/probs") and parts[1] in shifts:
+            info = shifts[parts[1]]
+            if summaries.summarised(info["family"], info["kind"]):
+                summary = summaries.summarise(out.pop(key), temperature)
+                prefix = key[: -len("probs")]
+                out[prefix + PREDICTED], out[prefix + CONFIDENCE] = summary.predicted, summary.codes
+    return out
+
+
+def release_arrays(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What a release stores of a runner record's ``arrays`` for ``entry`` (:func:`compact` at the
+    entry's temperature): the arrays the entry's scores and sha256 were computed from."""
+    return compact(arrays, entry["temperature"], entry["shifts"])
+
+
+def is_summary(arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, dict[str, str]]) -> bool:
+    """Whether a classification set's rows are stored as summaries (a pool: its family's sets)."""
+    head, _, rest = set_id.partition("/")
+    if head == POOL:
+        members = set_ids_of_family(arrays, rest, shifts)
+        return bool(members) and all(is_summary(arrays, s, shifts) for s in members)
+    return head != CLEAN and f"shift/{set_id}/{CONFIDENCE}" in arrays
 
 
 def set_ids(arrays: dict[str, np.ndarray], shifts: dict[str, dict[str, str]]) -> list[str]:
@@ -296,8 +391,8 @@ def set_kind(set_id: str, shifts: dict[str, dict[str, str]]) -> str:
 
 
 def set_probs(arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
-    """(probs (n, C), labels (n,)) of a classification set: clean, labelled, subset (rows of the
-    clean set) or a family's pool (its labelled sets concatenated in set-id order)."""
+    """(probs (n, C), labels (n,)) of a classification set stored whole: clean, labelled, subset
+    (rows of the clean set) or a family's pool (its labelled sets concatenated in set-id order)."""
     head, _, rest = set_id.partition("/")
     if head == CLEAN:
         return arrays["clean/probs"], arrays["clean/labels"]
@@ -308,7 +403,36 @@ def set_probs(arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, dict
     if shifts[head]["kind"] == "subset":
         rows = arrays[f"{prefix}/rows"]
         return arrays["clean/probs"][rows], arrays["clean/labels"][rows]
+    if f"{prefix}/probs" not in arrays:
+        raise CudBenchError(f"set {set_id!r} is stored as per-row summaries, not probabilities")
     return arrays[f"{prefix}/probs"], arrays[f"{prefix}/labels"]
+
+
+def set_summary(arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, dict[str, str]]) -> tuple[Any, np.ndarray]:
+    """(Summary, labels (n,)) of a set stored as per-row summaries (:func:`is_summary`)."""
+    from cud_bench.summaries import Summary, concatenate
+
+    head, _, rest = set_id.partition("/")
+    if head == POOL:
+        parts = [set_summary(arrays, s, shifts) for s in set_ids_of_family(arrays, rest, shifts)]
+        return concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts])
+    prefix = f"shift/{set_id}"
+    n_classes = arrays["clean/probs"].shape[1]
+    return Summary(arrays[f"{prefix}/{PREDICTED}"], arrays[f"{prefix}/{CONFIDENCE}"], n_classes), arrays[f"{prefix}/labels"]
+
+
+def variant_rows(
+    arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, dict[str, str]], temperature: float, variant: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 rows (n, C), labels) a variant of a classification set is scored on: the stored
+    probabilities raw or temperature-scaled, or a summary's rows (:meth:`Summary.rows`)."""
+    from cud_bench.calibration import variant_probs
+
+    if is_summary(arrays, set_id, shifts):
+        summary, labels = set_summary(arrays, set_id, shifts)
+        return summary.rows(variant), labels
+    probs, labels = set_probs(arrays, set_id, shifts)
+    return variant_probs(probs, temperature, variant), labels
 
 
 def set_groups(arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, dict[str, str]]) -> np.ndarray:
@@ -321,8 +445,13 @@ def set_groups(arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, dic
     """
     head, _, rest = set_id.partition("/")
     if head != POOL:
-        return np.arange(len(set_probs(arrays, set_id, shifts)[1]))
-    return np.concatenate([np.arange(len(set_probs(arrays, s, shifts)[1])) for s in set_ids_of_family(arrays, rest, shifts)])
+        return np.arange(len(set_labels(arrays, set_id, shifts)))
+    return np.concatenate([np.arange(len(set_labels(arrays, s, shifts))) for s in set_ids_of_family(arrays, rest, shifts)])
+
+
+def set_labels(arrays: dict[str, np.ndarray], set_id: str, shifts: dict[str, dict[str, str]]) -> np.ndarray:
+    """(n,) the labels of a classification set, however its rows are stored."""
+    return (set_summary if is_summary(arrays, set_id, shifts) else set_probs)(arrays, set_id, shifts)[1]
 
 
 def set_ids_of_family(arrays: dict[str, np.ndarray], family: str, shifts: dict[str, dict[str, str]]) -> list[str]:
@@ -367,48 +496,62 @@ def _check_sizes(student: dict[str, Any], sets: dict[str, dict[str, Any]], path:
         raise CudBenchError(f"predictions {path} do not match their record (set, size) differences: {diff[:6]}")
 
 
-def read_predictions(file: Path | BinaryIO, name: Path | str | None = None) -> dict[str, np.ndarray]:
+def read_predictions(file: Path | BinaryIO, name: Path | str | None = None, part: str = "cell") -> dict[str, np.ndarray]:
     """Every array of a predictions ``.npz`` (a path or an open file called ``name``), by the
     runner's keys: the runner's layout (one member per key) or a release's packed one
-    (:func:`pack_predictions`). An unreadable or missing file gives an error naming it."""
+    (:func:`pack_predictions`); ``part``: which part of a release's predictions the file is
+    (:func:`split_parts`). An unreadable or missing file gives an error naming it."""
     path = name or file
     try:
         with np.load(file, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        if set(arrays) == set(PACKED):
+        if set(arrays) in (set(PACKED), {*PACKED, CODES}):
             arrays = _unpack(arrays)
     except (OSError, ValueError, EOFError) as exc:
         raise CudBenchError(f"cannot read predictions {path}: {exc}") from None
-    if "clean/probs" not in arrays or "clean/labels" not in arrays:
+    if part == TEACHER:
+        if not arrays or any(not k.startswith(TEACHER + "/") for k in arrays):
+            raise CudBenchError(f"teacher predictions {path} hold arrays other than the teacher's")
+    elif "clean/probs" not in arrays or "clean/labels" not in arrays:
         raise CudBenchError(f"predictions {path} lack clean/probs or clean/labels")
     return arrays
 
 
-# A release stores a cell's arrays packed into four LZMA-compressed members: a hundred
+# A release stores a cell's arrays packed into a few LZMA-compressed members: a hundred
 # small members cost more in zip and .npy headers than the probabilities of a 2-class
 # task. The float16 probabilities are stored as two byte planes (high bytes: sign and
-# exponent, which repeat; low bytes: mantissa), which compress about 20% better.
+# exponent, which repeat; low bytes: mantissa), which compress about 20% better; summaries'
+# confidence cells as two planes too, the raw cells and the TS cells' difference from them
+# (mod 256), which is smaller than the TS cells and compresses a third better.
 PACKED = ("names", "lengths", "probs", "ints")  # keys; rows per key; (2, rows, C) uint8; int32
+CODES = "codes"  # a fifth member, only when summaries are stored (so older packs keep their bytes)
 
 
 def pack_predictions(arrays: dict[str, np.ndarray]) -> bytes:
     """The release's ``.npz`` bytes for the runner's ``arrays``: every (n, C) array stacked
-    into ``probs`` (float16, split into byte planes), every 1-D integer array into ``ints``,
-    in sorted key order. Lossless for the runner's float16 probabilities. The bytes depend
-    on the arrays alone (fixed zip timestamps), so a re-import is recognised."""
+    into ``probs`` (float16, split into byte planes), every (n, 2) confidence-cell array into
+    ``codes``, every 1-D integer array into ``ints``, in sorted key order. Lossless. The bytes
+    depend on the arrays alone (fixed zip timestamps), so a re-import is recognised."""
     names = sorted(arrays)
-    widths = {arrays[k].shape[1] for k in names if arrays[k].ndim == 2}
+    codes = [k for k in names if k.endswith("/" + CONFIDENCE)]
+    if any(arrays[k].dtype != np.uint8 or arrays[k].ndim != 2 or arrays[k].shape[1] != 2 for k in codes):
+        raise CudBenchError("cannot pack predictions: confidence cells must be (n, 2) uint8 arrays")
+    floats = [k for k in names if k not in codes and arrays[k].ndim == 2]
+    widths = {arrays[k].shape[1] for k in floats}
     if len(widths) != 1 or any(arrays[k].ndim == 1 and arrays[k].dtype.kind not in "iu" for k in names):
         raise CudBenchError(f"cannot pack predictions: expected (n, C) probabilities of one C and 1-D integer arrays, got {sorted(widths)}")
     members = {
         "names": np.array(names),
         "lengths": np.array([len(arrays[k]) for k in names], dtype=np.int64),
-        "probs": _byte_planes(np.concatenate([arrays[k] for k in names if arrays[k].ndim == 2]).astype("<f2")),
-        "ints": np.concatenate([arrays[k] for k in names if arrays[k].ndim == 1]).astype(np.int32),
+        "probs": _byte_planes(np.concatenate([arrays[k] for k in floats]).astype("<f2")),
+        "ints": np.concatenate([np.zeros(0, np.int32), *(arrays[k] for k in names if arrays[k].ndim == 1)]).astype(np.int32),
     }
+    if codes:
+        cells = np.concatenate([arrays[k] for k in codes])
+        members[CODES] = np.stack([cells[:, 0], cells[:, 1] - cells[:, 0]])  # uint8 arithmetic: mod 256
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for key in PACKED:
+        for key in (*PACKED, *([CODES] if codes else [])):
             body = io.BytesIO()
             np.lib.format.write_array(body, members[key], allow_pickle=False)
             zf.writestr(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), body.getvalue(), zipfile.ZIP_LZMA)
@@ -426,12 +569,15 @@ def _from_byte_planes(planes: np.ndarray) -> np.ndarray:
 
 def _unpack(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     packed = {**packed, "probs": _from_byte_planes(packed["probs"])}
-    arrays, at = {}, {"probs": 0, "ints": 0}
+    if CODES in packed:
+        raw, difference = packed[CODES]
+        packed[CODES] = np.stack([raw, raw + difference], axis=1)  # uint8 arithmetic: mod 256
+    arrays, at = {}, {"probs": 0, "ints": 0, CODES: 0}
     for name, n in zip(packed["names"].tolist(), packed["lengths"].tolist(), strict=True):
-        member = "probs" if name.endswith(FLOAT_SUFFIXES) else "ints"
+        member = "probs" if name.endswith(FLOAT_SUFFIXES) else CODES if name.endswith("/" + CONFIDENCE) else "ints"
         arrays[name] = packed[member][at[member] : at[member] + n]
         at[member] += n
-    if at != {"probs": len(packed["probs"]), "ints": len(packed["ints"])}:
+    if at != {"probs": len(packed["probs"]), "ints": len(packed["ints"]), CODES: len(packed.get(CODES, ()))}:
         raise ValueError("packed predictions: lengths do not add up to the stored arrays")
     return {k: v.astype(np.int64) if v.dtype == np.int32 else v for k, v in arrays.items()}
 
@@ -445,15 +591,18 @@ def validate(entry: Any, source: Path | str) -> None:
     """Check ``entry`` against the shipped JSON schema and the rules JSON Schema cannot say."""
     check_schema(entry, f"entry-v{SCHEMA_VERSION}.json", source)
     for set_id, s in entry["sets"].items():
-        width = len(entry["metrics"][SCORING[s["kind"]]])
+        if scoring_of(s) not in entry["metrics"] or (scoring_of(s) == SUMMARY and s["kind"] != "labelled"):
+            raise CudBenchError(f"{source}: set {set_id!r} is stored as a summary, which only labelled sets are, with metrics.summary")
+        width = len(entry["metrics"][scoring_of(s)])
         if len(s["raw"]) != width or len(s["ts"]) != width:
             raise CudBenchError(f"{source}: set {set_id!r} has {len(s['raw'])}/{len(s['ts'])} values for {width} metrics")
         shift = set_id.split("/")[0]
         if set_id != CLEAN and shift != POOL and shift not in entry["shifts"]:
             raise CudBenchError(f"{source}: set {set_id!r} belongs to no shift listed in 'shifts'")
-    expected = predictions_file(entry["cell"], entry["predictions"]["sha256"])
-    if entry["predictions"]["file"] != expected:
-        raise CudBenchError(f"{source}: predictions file should be {expected!r}, got {entry['predictions']['file']!r}")
+    for part, named in (("cell", entry["predictions"]), (TEACHER, entry["predictions"].get(TEACHER))):
+        expected = named and predictions_file(entry["cell"], named["sha256"], part)
+        if named and named["file"] != expected:
+            raise CudBenchError(f"{source}: predictions file should be {expected!r}, got {named['file']!r}")
 
 
 def check_schema(obj: Any, schema_name: str, source: Path | str) -> None:

@@ -130,7 +130,7 @@ def _named_files(release: Release) -> set[Path]:
         entry_path = release.entry_path(stem, sha)
         named.add(entry_path)
         try:
-            named.add(release.path / json.loads(entry_path.read_bytes())["predictions"]["file"])
+            named |= {release.path / f for f, _ in entry_format.prediction_files(json.loads(entry_path.read_bytes()))}
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged entry: the staged add reports it
     return named
@@ -255,7 +255,7 @@ def rescore(release: Release, reason: str) -> RescoreSummary:
         if metrics != {k: entry["metrics"][k] for k in metrics} or set(sets) != set(entry["sets"]):
             raise CudBenchError(f"{entry_format.stem(entry['cell'])}: its predictions no longer give its sets and metrics; cannot re-score it")
         for set_id, stored in entry["sets"].items():
-            ids = entry["metrics"][entry_format.SCORING[stored["kind"]]]
+            ids = entry["metrics"][entry_format.scoring_of(stored)]
             for variant in entry_format.VARIANTS:
                 for metric, old, new in zip(ids, stored[variant], sets[set_id][variant], strict=True):
                     scores += 1
@@ -276,7 +276,7 @@ def rescore(release: Release, reason: str) -> RescoreSummary:
 
 def _rescored(arrays: dict[str, Any], entry: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """An entry's metrics and sets recomputed from its predictions, for its own classification metrics."""
-    return entry_format.score_predictions(arrays, entry["temperature"], entry["shifts"], entry["metrics"]["classification"])
+    return entry_format.score_predictions(arrays, entry["temperature"], entry["shifts"], entry["metrics"])
 
 
 def _compare(entry: dict[str, Any], metrics: dict[str, list[str]], sets: dict[str, Any]) -> tuple[int, list[str]]:
@@ -286,10 +286,13 @@ def _compare(entry: dict[str, Any], metrics: dict[str, list[str]], sets: dict[st
             problems.append(f"set {set_id!r} is not in its predictions")
             continue
         again = sets[set_id]
-        if (again["kind"], again["n"]) != (stored["kind"], stored["n"]):
-            problems.append(f"set {set_id!r} is {again['kind']} with n={again['n']} in its predictions, stored as {stored['kind']} with n={stored['n']}")
+        if (again["kind"], again["n"], entry_format.scoring_of(again)) != (stored["kind"], stored["n"], entry_format.scoring_of(stored)):
+            problems.append(
+                f"set {set_id!r} is {again['kind']} with n={again['n']} ({entry_format.scoring_of(again)} scores) in its predictions, "
+                f"stored as {stored['kind']} with n={stored['n']} ({entry_format.scoring_of(stored)} scores)"
+            )
             continue
-        scoring = entry_format.SCORING[stored["kind"]]
+        scoring = entry_format.scoring_of(stored)
         position = {m: i for i, m in enumerate(metrics[scoring])}
         for i, metric in enumerate(entry["metrics"][scoring]):
             if metric not in position:

@@ -142,7 +142,7 @@ def rows_of(release: Release, stats: Sequence[Stat], metrics: Sequence[str]) -> 
             out.append(Row(
                 board, method, tuple(e["cell"]["seed"] for e in es),
                 tuple(release.entry_path(s, shas[s]).relative_to(release.path).as_posix() for s in stems),
-                tuple(dict.fromkeys(e["predictions"]["file"] for e in es)), values,
+                tuple(dict.fromkeys(f for e in es for f, _ in entry_format.prediction_files(e))), values,
             ))
     return out
 

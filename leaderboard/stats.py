@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from cud_bench.calibration import variant_probs
 from cud_bench.metrics import METRICS, bootstrap_interval, paired_bootstrap
 from cud_bench.specs import MetricSpec, content_hash
 from leaderboard import entry as entry_format
@@ -252,11 +251,11 @@ def stack_seeds(seeds: list[tuple[dict[str, np.ndarray], dict[str, Any]]], set_i
     """One set's predictions from (predictions, entry) pairs, temperature-scaled per seed for "ts"."""
     probs, labels = [], None
     for arrays, e in seeds:
-        p, y = entry_format.set_probs(arrays, set_id, e["shifts"])
+        p, y = entry_format.variant_rows(arrays, set_id, e["shifts"], e["temperature"], variant)
         if labels is not None and not np.array_equal(labels, y):
             return Stacked(np.empty(0), np.empty(0), np.empty(0), "seeds were scored on different examples")
         labels = y
-        probs.append(variant_probs(p, e["temperature"], variant))
+        probs.append(p)
     return Stacked(np.stack(probs), labels, entry_format.set_groups(arrays, set_id, e["shifts"]))
 
 
@@ -292,7 +291,7 @@ def _explain(signatures: dict[tuple, list]) -> str:
 
 
 def _metric_ids(entry: dict[str, Any], set_id: str) -> list[str]:
-    return entry["metrics"][entry_format.SCORING[entry["sets"][set_id]["kind"]]]
+    return entry_format.set_metric_ids(entry, set_id)
 
 
 def _seed(stat: Stat, purpose: str) -> int:

@@ -6,6 +6,8 @@ Layout of ``releases/<version>/``::
     entries/<stem>-<sha12>.json          one entry per cell (leaderboard/entry.py)
     predictions/<suite>__<task>-<sha12>.npz   per-example predictions, packed (entry.pack_predictions);
                                          cells with identical predictions share one file
+    predictions/<suite>__<task>__teacher-<sha12>.npz   a teacher's arrays, shared by the cells
+                                         trained from it (entry.split_parts)
     .lock                                the writers' lock (not part of the release)
 
 Files are content-addressed (``sha12``: the first 12 hex digits of the file's
@@ -101,17 +103,21 @@ class Release:
         add or copied in by hand; not part of the release."""
         named = set()
         for stem, sha in self.index()["entries"].items():
-            named |= {self.entry_path(stem, sha), self.path / self._load(stem, sha)["predictions"]["file"]}
+            named |= {self.entry_path(stem, sha), *(self.path / f for f, _ in entry_format.prediction_files(self._load(stem, sha)))}
         present = [p for folder in ("entries", "predictions") for p in sorted((self.path / folder).glob("*"))]
         return [p for p in present if p not in named]
 
     def predictions(self, entry: dict[str, Any]) -> dict[str, np.ndarray]:
-        """The entry's per-example predictions, after checking their sha256."""
-        path = self.path / entry["predictions"]["file"]
-        data = _read(path, "predictions")
-        if hashlib.sha256(data).hexdigest() != entry["predictions"]["sha256"]:
-            raise CudBenchError(f"predictions {path} do not match the sha256 their entry records: corrupted or replaced")
-        return entry_format.read_predictions(io.BytesIO(data), path)
+        """The entry's per-example predictions (every part: the cell's and its teacher's), after
+        checking their sha256."""
+        arrays = {}
+        for (file, sha), part in zip(entry_format.prediction_files(entry), ("cell", entry_format.TEACHER)):
+            path = self.path / file
+            data = _read(path, "predictions")
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise CudBenchError(f"predictions {path} do not match the sha256 their entry records: corrupted or replaced")
+            arrays |= entry_format.read_predictions(io.BytesIO(data), path, part)
+        return arrays
 
     def add(self, entry: dict[str, Any], predictions: Path, *, replace_reason: str | None = None) -> str:
         """Add one entry and its runner predictions file, packed; returns "added", "replaced" or "unchanged".
@@ -122,8 +128,9 @@ class Release:
         source = f"entry for cell {entry.get('cell')}"
         entry_format.validate(entry, source)
         stem = entry_format.stem(entry["cell"])
-        data = entry_format.pack_predictions(entry_format.read_predictions(io.BytesIO(_read(predictions, "predictions")), predictions))
-        if hashlib.sha256(data).hexdigest() != entry["predictions"]["sha256"]:
+        arrays = entry_format.read_predictions(io.BytesIO(_read(predictions, "predictions")), predictions)
+        field, data = entry_format.predictions_of(entry["cell"], entry_format.release_arrays(entry, arrays))
+        if field != entry["predictions"]:
             raise CudBenchError(f"predictions {predictions} are not the file the {source} was built from (sha256 differs)")
         if replace_reason is not None and not replace_reason.strip():
             raise CudBenchError("a replacement reason must say why (got an empty string)")
@@ -144,15 +151,17 @@ class Release:
                 status = "replaced"
             text = entry_format.dumps(entry)
             sha = hashlib.sha256(text).hexdigest()
-            write_bytes_atomic(self.path / entry["predictions"]["file"], data)
+            for file, packed in data.items():
+                write_bytes_atomic(self.path / file, packed)
             write_bytes_atomic(self.entry_path(stem, sha), text)
             index["entries"][stem] = sha
             _write_index(self.index_path, index)  # the commit
             self._drop_superseded(stem, sha)
-            if previous is not None and previous["predictions"]["file"] != entry["predictions"]["file"]:
-                others = {self._load(s, h)["predictions"]["file"] for s, h in index["entries"].items() if s != stem}
-                if previous["predictions"]["file"] not in others:  # shared files stay while an entry names them
-                    (self.path / previous["predictions"]["file"]).unlink(missing_ok=True)
+            gone = {f for f, _ in entry_format.prediction_files(previous)} - set(data) if previous is not None else set()
+            if gone:
+                others = {f for s, h in index["entries"].items() if s != stem for f, _ in entry_format.prediction_files(self._load(s, h))}
+                for file in gone - others:  # shared files stay while an entry names them
+                    (self.path / file).unlink(missing_ok=True)
         return status
 
     def replace(self, entries: list[dict[str, Any]], reason: str, note: str | None = None) -> int:
@@ -218,8 +227,9 @@ class Release:
         entry_format.validate(loaded, path)
         if entry_format.stem(loaded["cell"]) != stem:
             raise CudBenchError(f"{path} holds the cell {loaded['cell']}, which does not match its file name")
-        if not (self.path / loaded["predictions"]["file"]).is_file():
-            raise CudBenchError(f"{path}: its predictions file {self.path / loaded['predictions']['file']} is missing")
+        for file, _ in entry_format.prediction_files(loaded):
+            if not (self.path / file).is_file():
+                raise CudBenchError(f"{path}: its predictions file {self.path / file} is missing")
         return loaded
 
     def _lock(self) -> _Lock:

@@ -28,7 +28,9 @@ one then); its teacher and training card were not recorded (null).
 
 Version 1 is version 2 without ``scoring``: its scores were computed with
 scoring version 1 (log/softmax of the stored probabilities; ties split by their
-last bits), so it upgrades to ``scoring: 1``. Upgrading a layout never changes
+last bits), so it upgrades to ``scoring: 1``. Version 2 is version 3 without summarised
+sets (``metrics.summary``, a set's ``stored``: every set of a version-2 entry is stored
+whole), so it upgrades by its number alone. Upgrading a layout never changes
 a number; re-scoring an entry with the current definitions is a replacement
 through the store (``cud-bench leaderboard rescore``), with a reason.
 """
@@ -109,5 +111,9 @@ def _v1_to_v2(old: dict[str, Any]) -> dict[str, Any]:
     return {**old, "schema_version": 2, "scoring": 1}
 
 
+def _v2_to_v3(old: dict[str, Any]) -> dict[str, Any]:
+    return {**old, "schema_version": 3}  # v3 adds summarised sets; a v2 entry stores every set whole
+
+
 # STEPS[v] turns a version-v entry into a version-(v + 1) one.
-STEPS: tuple[Callable[[dict[str, Any]], dict[str, Any]], ...] = (_v0_to_v1, _v1_to_v2)
+STEPS: tuple[Callable[[dict[str, Any]], dict[str, Any]], ...] = (_v0_to_v1, _v1_to_v2, _v2_to_v3)

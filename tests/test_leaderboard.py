@@ -20,7 +20,7 @@ import pytest
 from scipy.special import softmax
 from sklearn.metrics import roc_auc_score
 
-from cud_bench import metrics
+from cud_bench import metrics, summaries
 from cud_bench.errors import CudBenchError
 from cud_bench.records import CellKey, write_record
 from cud_bench.specs import content_hash
@@ -130,8 +130,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def _values(entry: dict, set_id: str, variant: str) -> dict[str, float]:
-    kind = entry["sets"][set_id]["kind"]
-    return dict(zip(entry["metrics"][entry_format.SCORING[kind]], entry["sets"][set_id][variant]))
+    return dict(zip(entry_format.set_metric_ids(entry, set_id), entry["sets"][set_id][variant]))
 
 
 # -- entries ---------------------------------------------------------------------------
@@ -151,15 +150,33 @@ def test_entry_scores_are_recomputed_from_the_stored_float16_predictions(records
     tail = _values(entry, "tail@v1/1", "raw")
     assert entry["sets"]["tail@v1/1"]["n"] == len(TAIL_ROWS)
     assert tail["accuracy"] == round(float(np.mean(clean[TAIL_ROWS].argmax(1) == LABELS[TAIL_ROWS])), entry_format.DECIMALS)
+    # Corrupted sets are stored and scored as per-row summaries: the predicted class, and the
+    # confidence raw and after TS in 240 cells of (0, 1], each standing for its midpoint.
     pooled = np.concatenate([p16[f"shift/typo@v1/{s}/probs"] for s in (1, 2)]).astype(np.float64)
+    pooled_labels = np.tile(SHIFT_LABELS, 2)
     assert entry["sets"]["pool/corruption"]["n"] == 2 * N_SHIFT
-    assert _values(entry, "pool/corruption", "raw")["accuracy"] == round(float(np.mean(pooled.argmax(1) == np.tile(SHIFT_LABELS, 2))), entry_format.DECIMALS)
+    for set_id in ("typo@v1/1", "typo@v1/2", "pool/corruption"):
+        assert entry["sets"][set_id]["stored"] == "summary"
+        assert "nll" not in entry_format.set_metric_ids(entry, set_id) and "classwise_ece/uniform/15/l1" not in entry_format.set_metric_ids(entry, set_id)
+    pooled_raw = _values(entry, "pool/corruption", "raw")
+    assert pooled_raw["accuracy"] == round(float(np.mean(pooled.argmax(1) == pooled_labels)), entry_format.DECIMALS)
+    for variant, p in (("raw", pooled / pooled.sum(1, keepdims=True)), ("ts", softmax(np.log(pooled) / entry["temperature"], axis=1))):
+        cell = np.ceil(p.max(1) * 240 - 1e-9)
+        midpoint = (np.maximum((cell - 1) / 240, 1 / C) + cell / 240) / 2
+        bins = np.ceil(midpoint * 15).astype(int)  # (lo, hi] bins; a midpoint is never on an edge
+        correct = p.argmax(1) == pooled_labels
+        ece = sum(abs(correct[bins == b].sum() - midpoint[bins == b].sum()) for b in range(1, 16)) / len(bins)
+        assert _values(entry, "pool/corruption", variant)["ece/uniform/15/l1"] == pytest.approx(ece, abs=10**-entry_format.DECIMALS)
+        assert _values(entry, "pool/corruption", variant)["mean_confidence"] == pytest.approx(midpoint.mean(), abs=10**-entry_format.DECIMALS)
+        assert abs(_values(entry, "pool/corruption", variant)["mean_confidence"] - p.max(1).mean()) <= 1 / 480 + 10**-entry_format.DECIMALS
+    with_rows = _values(entry, "clean", "raw")
+    assert "nll" in with_rows and "classwise_ece/uniform/15/l1" in with_rows  # sets stored whole keep every metric
     oos = p16["shift/unknown-intents@v1/1/probs"].astype(np.float64)
     confidence = np.concatenate([clean / clean.sum(1, keepdims=True), oos / oos.sum(1, keepdims=True)]).max(1)
     auroc = roc_auc_score(np.r_[np.ones(N_CLEAN), np.zeros(N_OOS)], confidence)
     assert _values(entry, "unknown-intents@v1/1", "raw")["ood_auroc/msp"] == pytest.approx(auroc, abs=10**-entry_format.DECIMALS)
     assert entry["training"] == {"best_epoch": 3, "epochs_run": 5, "selection_rule": "best-val-accuracy"}
-    packed = entry_format.pack_predictions(entry_format.read_predictions(npz))
+    packed = entry_format.pack_predictions(entry_format.release_arrays(entry, entry_format.read_predictions(npz)))
     assert entry["predictions"]["sha256"] == hashlib.sha256(packed).hexdigest()
     assert entry["teacher"] is None  # ce has no teacher
     assert _entry(records, "kd", 1)[0]["teacher"]["clean"]["raw"] == [0.51] * len(TEACHER_METRICS)
@@ -207,8 +224,8 @@ def test_predictions_of_another_record_are_refused(records):
 def test_import_then_verify_recomputes_every_stored_score(release):
     entries = release.entries()
     assert len(entries) == len(METHODS) * len(SEEDS)
-    n_sets = 1 + 2 + 1 + 1 + 1  # clean, typo x2, tail, unknown-intents, pool/corruption
-    assert verify(release) == len(entries) * 2 * (len(metrics.STANDARD_SPECS) * (n_sets - 1) + 3)
+    whole, summarised = 2, 3  # clean and tail; typo x2 and pool/corruption (plus unknown-intents: 3 detection scores)
+    assert verify(release) == len(entries) * 2 * (len(metrics.STANDARD_SPECS) * whole + len(summaries.SPECS) * summarised + 3)
     assert {e["scoring"] for e in entries} == {metrics.SCORING_VERSION}
 
 
@@ -312,8 +329,8 @@ def _rewrite_entry(release, text: bytes) -> Path:
     [
         (lambda r: _entry_file(r).write_bytes(_entry_file(r).read_bytes().replace(b'"seed":0', b'"seed":7')), "does not match the sha256"),
         (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes()[:100]), "is not valid JSON"),
-        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"kind":"labelled"', b'"kind":"typo"', 1)), "does not match the schema entry-v2.json at sets/"),
-        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"schema_version":2', b'"schema_version":3')), "newer than this cud-bench reads"),
+        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"kind":"labelled"', b'"kind":"typo"', 1)), "does not match the schema entry-v3.json at sets/"),
+        (lambda r: _rewrite_entry(r, _entry_file(r).read_bytes().replace(b'"schema_version":3', b'"schema_version":4')), "newer than this cud-bench reads"),
         (lambda r: (r.path / json.loads(_entry_file(r).read_bytes())["predictions"]["file"]).unlink(), "predictions file .* is missing"),
         (lambda r: r.index_path.write_text("{"), "cannot read release index"),
     ],
@@ -415,7 +432,7 @@ def test_a_schema_1_entry_of_release_1_0_0_reads_as_scoring_1_and_is_rescored_th
     text = (FIXTURES / "entry-v1.json").read_bytes()
     old = json.loads(text)
     new = upgrade(old, "entry-v1.json")
-    assert new == {**old, "schema_version": 2, "scoring": 1}
+    assert new == {**old, "schema_version": 3, "scoring": 1}
     entry_format.validate(new, "upgraded")
     release = create_release("1.0.0", {}, tmp_path)
     stem, sha = entry_format.stem(new["cell"]), hashlib.sha256(text).hexdigest()

@@ -377,10 +377,12 @@ def test_a_records_scores_are_what_a_release_recomputes_from_its_predictions(fir
         record = records.read_record(path)
         arrays = records.read_predictions(path)
         shifts = {sid: {"family": s["spec"]["family"], "kind": s["spec"]["kind"]} for sid, s in record["specs"]["shifts"].items()}
-        ids, sets = entry_format.score_predictions(arrays, record["student"]["clean"]["temperature"], shifts)
+        T = record["student"]["clean"]["temperature"]
+        ids, sets = entry_format.score_predictions(entry_format.compact(arrays, T, shifts), T, shifts)
         for variant in ("raw", "ts"):
             stored = [round(record["student"]["clean"][variant][m], entry_format.DECIMALS) for m in ids["classification"]]
             assert stored == sets["clean"][variant], (path.name, variant)
-            for sev, scored in record["student"]["shifts"]["char-swap@v2"].items():
+            for sev, scored in record["student"]["shifts"]["char-swap@v2"].items():  # a corruption: scored from its summary
+                assert scored["stored"] == sets[f"char-swap@v2/{sev}"]["stored"] == "summary"
                 again = sets[f"char-swap@v2/{sev}"][variant]
-                assert [round(scored[variant][m], entry_format.DECIMALS) for m in ids["classification"]] == again
+                assert [round(scored[variant][m], entry_format.DECIMALS) for m in ids["summary"]] == again

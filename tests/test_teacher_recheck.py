@@ -103,6 +103,30 @@ def test_a_full_run_imports_and_verify_rechecks_everything(tmp_path, bench_file)
     assert "not re-checked" not in str(found)
 
 
+def test_a_teachers_arrays_are_stored_once_for_every_cell_trained_from_it(tmp_path, bench_file):  # noqa: F811
+    records = write_records(tmp_path / "run")
+    release = import_run(records, "1.0.0", root=tmp_path / "releases", benchmark_file=bench_file).release
+    entries = {entry_format.stem(e["cell"]): e for e in release.entries()}
+    teacher_files = {stem: e["predictions"]["teacher"]["file"] for stem, e in entries.items()}
+    # the same teacher everywhere; only the cross-fit ts cell adds its fold teachers' logits
+    with_folds = teacher_files.pop("unit__toy__ts__mlp-l3__cross-fit__seed0")
+    assert len(set(teacher_files.values())) == 1 and with_folds not in teacher_files.values()
+    on_disk = sorted(p.name for p in (release.path / "predictions").iterdir())
+    assert len(on_disk) == 4 + 2 and release.unlisted() == []
+    shared = release.path / next(iter(teacher_files.values()))
+    assert set(entry_format.read_predictions(shared, part="teacher")) == {"teacher/clean/probs", "teacher/validation/logits"}
+    for stem, e in entries.items():  # each cell's own file holds no teacher array; read back, the parts are whole again
+        own = entry_format.read_predictions(release.path / e["predictions"]["file"])
+        assert not any(k.startswith("teacher/") for k in own)
+        assert "teacher/clean/probs" in release.predictions(e)
+    # replacing one cell keeps the teacher file the other cells still name
+    path = records / "toy__kd__mlp-l3__in-sample__seed0.json"
+    _edit(path, lambda r, _: r["training"].update(best_epoch=3))
+    entry = entry_format.from_record(json.loads(path.read_text()), path.with_suffix(".npz"))
+    assert release.add(entry, path.with_suffix(".npz"), replace_reason="test") == "replaced"
+    assert shared.is_file() and release.unlisted() == [] and verify_release(release).entries == 4  # raises on any problem
+
+
 @pytest.mark.parametrize(
     ("cell", "change", "message"),
     [
