@@ -31,7 +31,9 @@ field-by-field description, and every file is validated against it)::
                     ts: [value]}}; set ids are "clean",
                     "<shift id>/<severity>" and "pool/<family>" (every labelled set of a
                     family, concatenated); values rounded to DECIMALS places
-    predictions     {file: path in the release, sha256: of the packed .npz bytes (pack_predictions)}
+    predictions     {file: path in the release, sha256: of the packed .npz bytes (pack_predictions),
+                    teacher: {file, sha256} of the teacher's arrays, a file shared by every cell
+                    trained from that teacher (absent without teacher arrays; split_parts)}
     teacher         {recipe, train_accuracy, targets: {rows_changed, temperature, accuracy,
                     mean_confidence}, temperature: the teacher's post-hoc temperature (absent
                     in entries made before it was kept), clean: {raw, ts} in the order of
@@ -139,7 +141,10 @@ def predictions_of(cell: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple
         packed = pack_predictions(part_arrays)
         sha = hashlib.sha256(packed).hexdigest()
         named = {"file": predictions_file(cell, sha, part), "sha256": sha}
-        field.update(named) if part == "cell" else field.update({part: named})
+        if part == "cell":
+            field.update(named)
+        else:
+            field[part] = named
         data[named["file"]] = packed
     return field, data
 
@@ -522,7 +527,7 @@ def read_predictions(file: Path | BinaryIO, name: Path | str | None = None, part
 # task. The float16 probabilities are stored as two byte planes (high bytes: sign and
 # exponent, which repeat; low bytes: mantissa), which compress about 20% better; summaries'
 # confidence cells as two planes too, the raw cells and the TS cells' difference from them
-# (mod 256), which is smaller than the TS cells and compresses a third better.
+# (mod 256), which compresses about a quarter better than the TS cells themselves.
 PACKED = ("names", "lengths", "probs", "ints")  # keys; rows per key; (2, rows, C) uint8; int32
 CODES = "codes"  # a fifth member, only when summaries are stored (so older packs keep their bytes)
 
