@@ -3,6 +3,8 @@ midpoints, keep the predicted class the most probable one, and score what they c
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from scipy.special import softmax
@@ -99,8 +101,6 @@ def test_packed_summaries_round_trip_including_ts_cells_below_the_raw_ones():
         s = summaries.summarise(_stored(rng, 300, 3), T)
         arrays[f"shift/char-swap@v2/{severity}/predicted"], arrays[f"shift/char-swap@v2/{severity}/confidence"] = s.predicted, s.codes
         arrays[f"shift/char-swap@v2/{severity}/labels"] = rng.integers(0, 3, 300)
-    import io
-
     packed = entry_format.pack_predictions(arrays)
     again = entry_format.read_predictions(io.BytesIO(packed), "packed.npz")
     assert set(again) == set(arrays)
