@@ -22,7 +22,8 @@ The cells are (k-1)/CELLS < c <= k/CELLS; 240 = 15 x 16, so every edge of the 15
 is a cell edge and a confidence falls in the same uniform bin before and after. A cell stands
 for the midpoint of the part of it a confidence can reach (at least 1/C): unbiased, and above
 1/C unless the row was uniform, so the predicted class stays the most probable one in the rows
-:func:`expand` rebuilds. Every step is exactly rounded IEEE arithmetic: the same on any machine.
+:meth:`Summary.rows` rebuilds. Reading a cell back is exactly rounded IEEE arithmetic, the same on
+any machine; the cells themselves are stored, so the scores never depend on how TS was computed.
 """
 
 from __future__ import annotations
