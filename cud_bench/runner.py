@@ -25,6 +25,7 @@ not scored; the run log (:meth:`RunSummary.report`) lists them with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -275,9 +276,8 @@ def run_cells(
                 bar.set_postfix_str(f"{task} {student}: {text}")
 
             if data is None or data.spec.name != task:
-                stage("data and shifted sets")
-                data = prepare_task(task, suite)
-                with teachers.reporting(lambda what: stage(f"data and shifted sets, {what}")):
+                with _following(stage, "data and shifted sets", teachers, inputs):
+                    data = prepare_task(task, suite)
                     shift_sets = ShiftSets(suite, data, lambda: teachers.seed_ensemble(data, suite.ensemble_seeds))
                 not_scored[task] = dict(shift_sets.not_scored)
                 for set_id, why in shift_sets.not_scored.items():
@@ -328,8 +328,8 @@ def run_group(
     if any(c.task != data.spec.name for c in cells):
         raise ValueError(f"run_group needs cells of task {data.spec.name!r} only")
     if arch.needs_features:
-        stage("encoding the clean splits and shifted sets")
-        shift_sets.encode(arch, inputs)
+        with _following(stage, "encoding the clean splits and shifted sets", teachers, inputs):
+            shift_sets.encode(arch, inputs)
     size = (group_size or len(cells)) if stackable(arch) else 1  # unstacked models are scored and dropped one by one
     for start in range(0, len(cells), size):
         chunk = cells[start : start + size]
@@ -338,6 +338,22 @@ def run_group(
             chunk, suite, data, teachers, arch, inputs, shift_sets, group_size,
             lambda text, where=where: stage(f"{where} of {len(cells)}, {text}"),
         )
+
+
+@contextlib.contextmanager
+def _following(stage: Callable[[str], None], where: str, teachers: TeacherStore, inputs: Inputs) -> Iterator[None]:
+    """Inside the block the stage line reads ``where``, then the teacher being trained, then how far
+    the encoding of the texts it (or anything else) waits for has come."""
+    teacher = ""
+
+    def trains(what: str) -> None:
+        nonlocal teacher
+        teacher = what
+        stage(", ".join(filter(None, (where, what))))
+
+    stage(where)
+    with teachers.reporting(trains), inputs.reporting(lambda what: stage(", ".join(filter(None, (where, teacher, what))))):
+        yield
 
 
 def _train_and_score(
@@ -355,8 +371,7 @@ def _train_and_score(
     sides = []
     for k, (c, m) in enumerate(zip(cells, methods), start=1):
         where = "teacher and targets" if len(cells) == 1 else f"teachers and targets {k}/{len(cells)}"
-        stage(where)
-        with teachers.reporting(lambda what: stage(f"{where}, {what}")):
+        with _following(stage, where, teachers, inputs):
             sides.append(_teacher_side(c, m.for_task(c.task), data, teachers, shift_sets if suite.teacher_shifts else None))
     stage("training" if len(cells) == 1 else f"training {len(cells)} students")
     clock = time.perf_counter()

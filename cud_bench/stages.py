@@ -12,6 +12,8 @@ own earlier modification time, not a clock, so nodes with skewed clocks show rig
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cud_bench.io import write_bytes_atomic
@@ -46,3 +48,22 @@ def current(out_dir: Path, suite: str, before: dict[Path, float]) -> str:
             except FileNotFoundError:  # its worker just finished
                 continue
     return " | ".join(lines)
+
+
+class Telling:
+    """A part of a worker (the teacher store, the encoder's inputs) whose long steps the stage line
+    follows: inside ``reporting(listen)``, what it starts is told to ``listen``; outside, to no one."""
+
+    _listen: Callable[[str], None] | None = None
+
+    def tell(self, what: str) -> None:
+        if self._listen is not None:
+            self._listen(what)
+
+    @contextlib.contextmanager
+    def reporting(self, listen: Callable[[str], None]) -> Iterator[None]:
+        saved, self._listen = self._listen, listen
+        try:
+            yield
+        finally:
+            self._listen = saved

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from cud_bench.data.splits import stratified_holdout
 from cud_bench.data.tasks import TaskSpec, get_task, load_task
 from cud_bench.models.architectures import Architecture, ModelInputs
 from cud_bench.models.features import encode
+from cud_bench.stages import Telling
 from cud_bench.suites import SuiteSpec
 from cud_bench.train import train
 
@@ -66,8 +68,11 @@ def prepare_task(name: str, suite: SuiteSpec) -> TaskData:
     return TaskData(get_task(name).spec, splits["train"], splits["validation"], splits["test"], subset)
 
 
-class Inputs:
-    """Prepared model inputs per (architecture, text list), memoised for a run; features come from the cache."""
+class Inputs(Telling):
+    """Prepared model inputs per (architecture, text list), memoised for a run; features come from the cache.
+
+    Texts not yet cached are encoded, and the stage line is told how far (an all-mpnet encoding of a
+    task takes a worker 10-40 minutes, inside whichever teacher first needs the features)."""
 
     def __init__(self, progress: bool) -> None:
         self.progress = progress
@@ -78,9 +83,26 @@ class Inputs:
         if key not in self._memo:
             feats = None
             if arch.needs_features:
-                feats = encode(arch.needs_features, list(texts), max_length=arch.feature_length, progress=self.progress)
+                feats = encode(
+                    arch.needs_features, list(texts), max_length=arch.feature_length, progress=self.progress,
+                    on_progress=self._encoding(arch.needs_features),
+                )
             self._memo[key] = arch.prepare(list(texts), feats)
         return self._memo[key]
+
+    def _encoding(self, encoder: str, every_s: float = 2.0) -> Callable[[int, int], None]:
+        """Tell "<encoder>: k/n texts encoded" at most every ``every_s`` seconds, and "" when done."""
+        last = float("-inf")
+
+        def told(done: int, total: int) -> None:
+            nonlocal last
+            if done == total:
+                self.tell("")
+            elif time.monotonic() - last >= every_s:
+                last = time.monotonic()
+                self.tell(f"{encoder}: {done:,}/{total:,} texts encoded")
+
+        return told
 
 
 def fit(

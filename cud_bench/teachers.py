@@ -8,13 +8,12 @@ the one scored; the fold teachers label the folds they did not see (``cross-fit`
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +23,7 @@ from cud_bench import calibration, numerics
 from cud_bench.io import MANIFEST, atomic_path, cache_dir, count_rebuilt, manifest_problems, write_json_atomic, write_manifest
 from cud_bench.models.architectures import Architecture
 from cud_bench.recipes import Component, component
+from cud_bench.stages import Telling
 from cud_bench.taskdata import Inputs, TaskData, derive_seed, fit
 from cud_bench.train import predict_logits
 from shifts import TeacherProbs
@@ -49,8 +49,7 @@ class Trained:
     temperature: float  # fitted on the clean validation split only
 
 
-
-class TeacherStore:
+class TeacherStore(Telling):
     """Trains each distinct teacher once and keeps it on disk: weights, logits and training card.
 
     The key is (task spec, subset, recipe spec, architecture spec, seed, fold,
@@ -68,17 +67,6 @@ class TeacherStore:
         self.rebuilt: list[str] = []  # cache entries that failed their check and were retrained
         self._memo: dict[str, Trained] = {}
         self._shift_memo: dict[tuple[str, str], dict[str, Any]] = {}
-        self._tell: Callable[[str], None] = lambda what: None
-
-    @contextlib.contextmanager
-    def reporting(self, tell: Callable[[str], None]) -> Iterator[None]:
-        """Inside the block, tell ``tell`` which teacher starts training (a worker's stage line:
-        one cell's full-data, fold and ensemble teachers can take minutes)."""
-        saved, self._tell = self._tell, tell
-        try:
-            yield
-        finally:
-            self._tell = saved
 
     def key(self, data: TaskData, recipe: Component, seed: int, fold: int | None) -> str:
         parts = {
@@ -150,7 +138,7 @@ class TeacherStore:
         folder = self.root / key
         loaded = self._load(folder, data)
         if loaded is None:
-            self._tell(f"training teacher {recipe.name} seed {seed} " + ("full data" if fold is None else f"fold {fold + 1}/{self.n_folds}"))
+            self.tell(f"training teacher {recipe.name} seed {seed} " + ("full data" if fold is None else f"fold {fold + 1}/{self.n_folds}"))
             loaded = self._train(folder, data, recipe, seed, fold)
             self.trained[recipe.name] += 1
         else:

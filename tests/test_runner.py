@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 
 import numpy as np
@@ -312,11 +313,29 @@ def test_the_stage_names_each_teacher_while_it_trains(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(stages, "report", lambda out_dir, suite_name, task, student, text: seen.append(text))
     runner.run_suite(suite, tmp_path / "runs", progress=False, teacher_cache=tmp_path / "teachers")
-    training = [text for text in seen if "training teacher" in text]
+    training = list(dict.fromkeys(text for text in seen if "training teacher" in text and "encoded" not in text))
     ensemble = [f"data and shifted sets, training teacher ce seed {s} full data" for s in suite.ensemble_seeds]
     cell = [f"cell 1 of 1, teacher and targets, training teacher ce seed 0 {which}" for which in ("full data", "fold 1/2", "fold 2/2")]
     assert sorted(training) == sorted(ensemble + cell), training  # kd's teacher recipe is ce; the full-data one is scored
     assert seen.index(ensemble[-1]) < seen.index("encoding the clean splits and shifted sets") < seen.index(cell[1])
+
+
+def test_the_stage_says_how_far_the_encoding_a_teacher_waits_for_has_come(tmp_path, monkeypatch, private_cache):
+    """On a fresh cache the features are encoded inside the first teacher that needs them: the line
+    names that teacher, then the encoder's count, and drops the count when the encoding is done."""
+    monkeypatch.setenv("CUD_BENCH_CACHE", str(private_cache("cache")))
+    suite = dataclasses.replace(TINY, methods=("kd",), protocols=("in-sample",))
+    seen = []
+    monkeypatch.setattr(stages, "report", lambda out_dir, suite_name, task, student, text: seen.append(text))
+    runner.run_suite(suite, tmp_path / "runs", progress=False, teacher_cache=tmp_path / "teachers")
+    teacher, student = model_presets.get(suite.teacher)().needs_features, model_presets.get("mlp-l3")().needs_features
+    first = f"data and shifted sets, training teacher ce seed {suite.ensemble_seeds[0]} full data"
+    counting = [k for k, text in enumerate(seen) if text.startswith(f"{first}, {teacher}: ")]
+    assert counting, seen
+    assert re.fullmatch(rf"{re.escape(first)}, {teacher}: \d+/\d+ texts encoded", seen[counting[0]])
+    assert seen[counting[-1] + 1] == first  # the count is dropped once the texts are encoded
+    students = [text for text in seen if text.startswith(f"encoding the clean splits and shifted sets, {student}: ")]
+    assert students, seen  # the student's encoder counts in its own stage
 
 
 def test_the_bar_shows_only_stages_written_since_the_run_started(tmp_path):

@@ -51,6 +51,7 @@ def encode(
     batch_size: int = 64,
     progress: bool = False,
     cache_root: str | os.PathLike | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Mean-pooled features, shape (len(texts), hidden size), float32, in input order.
 
@@ -58,6 +59,7 @@ def encode(
     Only texts not yet in the cache are encoded, each distinct text once; the
     model is not even loaded when every text is cached. ``cache_root`` defaults
     to ``<cache>/features`` (``features-portable`` in portable numerics mode).
+    ``on_progress(done, total)`` is told after each batch how many of the missing texts are encoded.
     """
     spec = encoders.get(encoder_name).spec
     max_length = spec.max_length if max_length is None else max_length
@@ -71,11 +73,20 @@ def encode(
         text_of = dict(zip(keys, texts))
         tokenizer, model = _loaded(encoder_name)
         with tqdm(total=len(missing), disable=not progress, unit="text", desc=f"encoding with {spec.id}") as bar:
+            done = 0
+
+            def on_batch(n: int) -> None:
+                nonlocal done
+                done += n
+                bar.update(n)
+                if on_progress is not None:
+                    on_progress(done, len(missing))
+
             for start in range(0, len(missing), SHARD_ROWS):
                 chunk = missing[start : start + SHARD_ROWS]
                 vectors = embed(
                     tokenizer, model, [text_of[k] for k in chunk], max_length=max_length, batch_size=batch_size,
-                    on_batch=bar.update,
+                    on_batch=on_batch,
                 )
                 _check_finite(vectors, [text_of[k] for k in chunk], spec.id, store.folder)
                 store.put(chunk, vectors)
