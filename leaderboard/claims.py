@@ -476,8 +476,14 @@ def _check(claim: ClaimSpec, grouped: dict, results: Results) -> Verdict:
     share = {s: sum(v.status == s for v in settings) / len(settings) for s in STATUSES}
     status = "holds" if share["holds"] >= claim.robust else "fails" if share["fails"] > 1 - claim.robust else "inconclusive"
     note = f"holds for {share['holds']:.0%} of {len(settings)} settings (needs {claim.robust:.0%}), fails for {share['fails']:.0%}"
+    effects = [v.effect for v in settings if v.effect is not None]
+    if effects:
+        note += f"; the settings' effects range from {min(effects):+.4f} to {max(effects):+.4f}"
     parts = tuple(Part(v.label, v.effect, v.low, v.high, v.n_units) for v in settings)
-    return dataclasses.replace(base, status=status, note=note, parts=parts)
+    return dataclasses.replace(
+        base, status=status, note=note, parts=parts, n_tasks=max(v.n_tasks for v in settings),
+        n_seeds=max(v.n_seeds for v in settings), n_excluded=max(v.n_excluded for v in settings),
+    )
 
 
 def _cells(claim: ClaimSpec, a: Side, grouped: dict, results: Results) -> tuple[list[Cell], int]:

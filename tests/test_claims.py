@@ -89,6 +89,9 @@ def test_a_method_against_itself_after_temperature_scaling(results):
 def test_robust_claims_count_the_settings_that_hold(results):
     (verdict,) = check([claim(a=Side("*d"), robust=0.5)], results)  # kd and cud match; both beat ce
     assert verdict.status == "holds" and [u.label for u in verdict.units] == ["cud", "kd"]
+    effects = sorted(u.effect for u in verdict.units)
+    assert f"effects range from {effects[0]:+.4f} to {effects[1]:+.4f}" in verdict.note
+    assert (verdict.n_tasks, verdict.n_seeds) == (max(u.n_tasks for u in verdict.units), max(u.n_seeds for u in verdict.units)) > (0, 0)
     (none,) = check([claim(a=Side("nothing*"), robust=0.5)], results)
     assert none.status == "inconclusive" and "no method matches" in none.note
 
