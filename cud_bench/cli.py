@@ -312,6 +312,7 @@ def _add_simulate(commands: Subparsers) -> None:
         help="run no claims: print how much scores move between training seeds in release VERSION beside the "
         "simulator's default world (--metrics, --benchmarks, --seed apply)",
     )
+    parser.add_argument("--root", help="for --seed-spread: folder holding the releases (default: the package's leaderboard/releases)")
     parser.set_defaults(func=_cmd_simulate)
 
 
@@ -327,7 +328,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         from leaderboard.inference import BASE_METRICS, seed_spread_report
         from leaderboard.store import open_release
 
-        release = open_release(args.seed_spread)
+        release = open_release(args.seed_spread, **({"root": Path(args.root)} if args.root else {}))
         print(seed_spread_report(release.entries(), release.version, args.metrics or BASE_METRICS, args.benchmarks, seed=args.seed))
         return 0
     settings = select_settings(args.settings, args.metrics, args.kinds)

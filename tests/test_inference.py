@@ -5,6 +5,7 @@ the design (coverage near the nominal level, where a per-unit bootstrap under-co
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import numpy as np
 import pytest
 from scipy.special import softmax
@@ -201,3 +202,13 @@ def test_seed_spread_command_compares_a_committed_release_with_the_simulator(cap
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| accuracy |"))
     assert "(36 groups)" in row  # 9 tasks x 2 students x 2 protocols with cud and kd on 3 seeds
     assert main(["simulate", "--seed-spread", "9.9"]) == 2 and "unknown release" in capsys.readouterr().err
+
+
+def test_seed_spread_reads_a_release_under_another_root(tmp_path, capsys):
+    from cud_bench.cli import main
+    from leaderboard.store import DEFAULT_ROOT
+
+    args = ["simulate", "--seed-spread", "1.0", "--root", str(tmp_path), "--benchmarks", "1", "--metrics", "accuracy"]
+    assert main(args) == 2 and str(tmp_path) in capsys.readouterr().err  # nothing there yet
+    shutil.copytree(DEFAULT_ROOT / "1.0.0", tmp_path / "1.0.0", ignore=shutil.ignore_patterns("views"))
+    assert main(args) == 0 and "release 1.0.0" in capsys.readouterr().out
