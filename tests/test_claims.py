@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from pathlib import Path
 
 import pytest
 from test_leaderboard import bench_file, records, release, write_run  # noqa: F401 - fixtures
