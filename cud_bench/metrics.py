@@ -391,17 +391,34 @@ def smooth_ece_at(confidence: np.ndarray, correct: np.ndarray, sigma: float | No
 
 
 def _smooth_ece(confidence: np.ndarray, residuals: np.ndarray, sigma: float | None) -> np.ndarray:
-    """(D,) smooth ECE of D sets of ``residuals`` (D, n) = correct - confidence at the same ``confidence``.
+    """(D,) smooth ECE of D sets of ``residuals`` (D, n) = correct - confidence at the same ``confidence``."""
+    return _smooth_ece_of_spectra(_residual_spectra(confidence, residuals), np.full(len(residuals), residuals.shape[1]), sigma)
+
+
+def smooth_ece_of_sets(confidences: Sequence[np.ndarray], corrects: Sequence[np.ndarray]) -> np.ndarray:
+    """(D,) smooth ECE at its fixed point of D sets, each its own ``confidence`` (n_d,) and
+    ``correct`` (n_d,): the same values as one set at a time, found in one root search, since
+    one row at a time spent most of its time in numpy's per-call overhead (a cell's 100
+    summarised corrupted sets, raw and after TS, scored 3x faster)."""
+    if not confidences:
+        return np.zeros(0)
+    spectra = [
+        _residual_spectra(c, (np.asarray(k, dtype=np.float64) - np.asarray(c, dtype=np.float64))[None, :])
+        for c, k in zip(confidences, corrects, strict=True)
+    ]
+    return _smooth_ece_of_spectra(np.concatenate(spectra), np.array([len(c) for c in confidences]), None)
+
+
+def _residual_spectra(confidence: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+    """(D, N + 1) spectra of D sets of ``residuals`` (D, n) deposited at ``confidence`` (n,).
 
     Residuals are deposited on a grid of ``SMOOTH_GRID`` intervals of [0, 1] by
-    linear interpolation, mirrored into [-1, 0] (the even extension, period 2),
-    smoothed there by a Gaussian through its Fourier multiplier
-    exp(-2 pi^2 sigma^2 xi^2) (a periodic Gaussian on the even extension is the
-    Gaussian reflected at 0 and at 1), and |.| is integrated over [0, 1] by the
-    trapezoidal rule. The fixed point is bracketed by :func:`_decreasing_root`, all D at once.
+    linear interpolation, mirrored into [-1, 0] (the even extension, period 2), and
+    transformed: :func:`_smooth_ece_of_spectra` smooths them there by a Gaussian through its
+    Fourier multiplier exp(-2 pi^2 sigma^2 xi^2) (a periodic Gaussian on the even extension is
+    the Gaussian reflected at 0 and at 1).
     """
     n_grid = SMOOTH_GRID
-    spacing = 1.0 / n_grid
     n = residuals.shape[1]
     position = np.clip(np.asarray(confidence, dtype=np.float64), 0.0, 1.0) * n_grid
     left = np.minimum(np.floor(position).astype(np.int64), n_grid - 1)
@@ -410,7 +427,16 @@ def _smooth_ece(confidence: np.ndarray, residuals: np.ndarray, sigma: float | No
     columns = np.concatenate([left, left + 1, (2 * n_grid - left) % (2 * n_grid), 2 * n_grid - left - 1])
     weights = np.concatenate([1 - fraction, fraction] * 2)
     deposit = sparse.csr_matrix((weights, (np.tile(np.arange(n), 4), columns)), shape=(n, 2 * n_grid))
-    spectrum = np.fft.rfft(np.asarray(deposit.T @ residuals.T).T, axis=1)  # (D, N + 1)
+    return np.fft.rfft(np.asarray(deposit.T @ residuals.T).T, axis=1)
+
+
+def _smooth_ece_of_spectra(spectrum: np.ndarray, n: np.ndarray, sigma: float | None) -> np.ndarray:
+    """(D,) smooth ECE of the sets whose residual spectra (:func:`_residual_spectra`) are the rows
+    of ``spectrum``, ``n`` (D,) examples each: |smoothed residual| integrated over [0, 1] by the
+    trapezoidal rule, at ``sigma`` or at the fixed point, bracketed by :func:`_decreasing_root`
+    for all D at once."""
+    n_grid = SMOOTH_GRID
+    spacing = 1.0 / n_grid
     frequency = np.arange(spectrum.shape[1]) / 2.0  # cycles per unit length, period 2
 
     def smece(s: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
@@ -419,11 +445,11 @@ def _smooth_ece(confidence: np.ndarray, residuals: np.ndarray, sigma: float | No
         multiplier = np.exp(-2 * (np.pi * s[:, None] * frequency[:kept]) ** 2)
         smoothed = np.fft.irfft(spectrum[rows, :kept] * multiplier, n=2 * n_grid, axis=1)
         inside = np.abs(smoothed[:, : n_grid + 1]) / spacing
-        return (inside.sum(axis=1) - (inside[:, 0] + inside[:, -1]) / 2) * spacing / n
+        return (inside.sum(axis=1) - (inside[:, 0] + inside[:, -1]) / 2) * spacing / n[rows]
 
     if sigma is not None:
-        return smece(np.full(len(residuals), float(sigma)))
-    return _decreasing_root(lambda s, rows: smece(s, rows) - s, len(residuals))
+        return smece(np.full(len(spectrum), float(sigma)))
+    return _decreasing_root(lambda s, rows: smece(s, rows) - s, len(spectrum))
 
 
 def _decreasing_root(g: Callable[[np.ndarray, np.ndarray], np.ndarray], d: int) -> np.ndarray:

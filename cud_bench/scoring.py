@@ -211,6 +211,7 @@ class ShiftSets:
         as a release stores them; the run's record keeps their probabilities whole."""
         results: dict[str, dict[str, Any]] = collections.defaultdict(dict)
         predictions: dict[str, np.ndarray] = {}
+        summarised: dict[tuple[str, str], tuple[summaries.Summary, np.ndarray]] = {}  # scored together below
         test_probs = stored_probs(test_logits)
         for shifted in self.sets:
             key = f"shift/{shifted.shift}/{shifted.severity}"
@@ -226,16 +227,17 @@ class ShiftSets:
             if shifted.kind == "labelled":
                 labels = np.asarray(shifted.labels, dtype=np.int64)
                 if shifted.shift in self.summarised:  # stored whole here; a release keeps the summary
-                    result = {**summaries.scores(summaries.summarise(probs, T), labels), "temperature": T, "stored": "summary"}
+                    summarised[shifted.shift, str(shifted.severity)] = (summaries.summarise(probs, T), labels)
                 else:
-                    result = scores(probs, labels, T)
-                results[shifted.shift][str(shifted.severity)] = {**result, "kind": "labelled"}
+                    results[shifted.shift][str(shifted.severity)] = {**scores(probs, labels, T), "kind": "labelled"}
                 predictions[f"{key}/labels"] = labels
                 if f"{shifted.shift}/{shifted.severity}" in self.rows:  # the clean rows the texts came from
                     predictions[f"{key}/rows"] = self.rows[f"{shifted.shift}/{shifted.severity}"]
             else:
                 results[shifted.shift][str(shifted.severity)] = {**ood_scores(test_probs, probs, T), "kind": "out-of-scope"}
             predictions[f"{key}/probs"] = probs
+        for (shift, severity), result in zip(summarised, summaries.scores_of_sets(list(summarised.values())), strict=True):
+            results[shift][severity] = {**result, "temperature": T, "stored": "summary", "kind": "labelled"}
         return dict(results), predictions
 
 

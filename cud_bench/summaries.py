@@ -95,19 +95,27 @@ def summarise(probs: np.ndarray, temperature: float) -> Summary:
 def scores(summary: Summary, labels: np.ndarray, specs: Sequence[metrics.MetricSpec] = SPECS) -> dict[str, Any]:
     """``specs`` (some of :data:`SPECS`) on a summary, raw and after TS, in the layout of
     :func:`cud_bench.scoring.scores`."""
+    return scores_of_sets([(summary, labels)], specs)[0]
+
+
+def scores_of_sets(sets: Sequence[tuple[Summary, np.ndarray]], specs: Sequence[metrics.MetricSpec] = SPECS) -> list[dict[str, Any]]:
+    """:func:`scores` of several (summary, labels) sets: the same numbers, with the smooth ECE of
+    every set and variant found together (:func:`cud_bench.metrics.smooth_ece_of_sets`), which a
+    set at a time was two thirds of a cell's scoring and of a release's verification."""
     refused = [s.id for s in specs if not decides(s)]
     if refused:
         raise ValueError(
             f"{refused}: a summarised set keeps only the predicted class's confidence, to within a cell; "
             f"it scores {[s.id for s in SPECS]}"
         )
-    return {
-        **{
-            v: {k: m.value for k, m in metrics.compute_all(summary.rows(v), labels, specs, summary.predicted).items()}
-            for v in VARIANTS
-        },
-        "n": int(len(labels)),
-    }
+    preds = [metrics.Predictions.of(summary.rows(v), labels, summary.predicted) for summary, labels in sets for v in VARIANTS]
+    smooth = metrics.smooth_ece_of_sets([p.confidence for p in preds], [p.correct for p in preds]) if any(s.name == "smooth_ece" for s in specs) else None
+    values = [{s.id: float(smooth[i]) if s.name == "smooth_ece" else metrics.evaluate(s, p).value for s in specs} for i, p in enumerate(preds)]
+    per_set = len(VARIANTS)
+    return [
+        {**dict(zip(VARIANTS, values[i * per_set : (i + 1) * per_set], strict=True)), "n": int(len(labels))}
+        for i, (_, labels) in enumerate(sets)
+    ]
 
 
 def concatenate(parts: list[Summary]) -> Summary:

@@ -307,18 +307,19 @@ def score_predictions(
         ids = (metric_ids or {}).get(scoring)
         return list(default) if ids is None else [MetricSpec.from_id(m) for m in ids]
 
-    computed = {}
+    computed, summarised = {}, {}
     for set_id in set_ids(arrays, shifts):
         kind = set_kind(set_id, shifts)
         if kind == "out-of-scope":
-            result = ood_scores(arrays["clean/probs"], arrays[f"shift/{set_id}/probs"], temperature)
+            computed[set_id] = ood_scores(arrays["clean/probs"], arrays[f"shift/{set_id}/probs"], temperature)
         elif is_summary(arrays, set_id, shifts):
-            summary, labels = set_summary(arrays, set_id, shifts)
-            result = {**summaries.scores(summary, labels, specs(SUMMARY, summaries.SPECS)), "stored": SUMMARY}
+            summarised[set_id] = set_summary(arrays, set_id, shifts)  # scored together below
         else:
             probs, labels = set_probs(arrays, set_id, shifts)
-            result = scores(probs, labels, temperature, specs("classification", STANDARD_SPECS))
-        computed[set_id] = {**result, "kind": kind}
+            computed[set_id] = scores(probs, labels, temperature, specs("classification", STANDARD_SPECS))
+    together = summaries.scores_of_sets(list(summarised.values()), specs(SUMMARY, summaries.SPECS))
+    computed.update({set_id: {**result, "stored": SUMMARY} for set_id, result in zip(summarised, together, strict=True)})
+    computed = {set_id: {**result, "kind": set_kind(set_id, shifts)} for set_id, result in computed.items()}
     metrics: dict[str, list[str]] = {"classification": [], "detection": []}
     for result in computed.values():
         metrics[scoring_of(result)] = sorted(result["raw"])

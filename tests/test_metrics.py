@@ -536,6 +536,20 @@ def test_the_smooth_ece_bandwidth_takes_fewer_evaluations_than_bisection(monkeyp
         assert abs(value - found[k]) < 1e-9
 
 
+def test_smooth_ece_of_several_sets_at_once_is_each_sets_own():
+    from cud_bench.metrics import smooth_ece_at, smooth_ece_of_sets
+
+    # sets of different sizes and calibration: one root search must not mix their bandwidths
+    sets = [reference_sample(seed, n, 5) for seed, n in ((1, 600), (2, 40), (3, 300), (4, 7))]
+    confidences = [p.max(1) ** power for (p, _), power in zip(sets, (1.0, 0.5, 3.0, 1.0))]
+    corrects = [p.argmax(1) == y for p, y in sets]
+    alone = [smooth_ece_at(c, k, None) for c, k in zip(confidences, corrects)]
+    together = smooth_ece_of_sets(confidences, corrects)
+    assert len(set(np.round(alone, 6))) == 4  # the sets differ, so a mix-up would show
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-12)
+    assert smooth_ece_of_sets([], []).shape == (0,)
+
+
 def test_ties_are_groups_within_a_relative_tolerance():
     from cud_bench.metrics import tie_representatives
 

@@ -74,6 +74,19 @@ def test_summary_scores_equal_the_full_rows_where_they_can_and_stay_within_half_
         assert summary[variant]["ece/uniform/15/l1"] != whole[variant]["ece/uniform/15/l1"]  # a summary, not the rows
 
 
+def test_sets_scored_together_score_as_each_alone():
+    rng = np.random.default_rng(5)
+    sets = [(summaries.summarise(_stored(rng, n, 4, sharpness), t), rng.integers(0, 4, n)) for n, sharpness, t in ((300, 3.0, 1.5), (120, 0.5, 0.7), (300, 1.0, 1.0))]
+    together = summaries.scores_of_sets(sets)
+    alone = [summaries.scores(s, y) for s, y in sets]
+    assert [r["n"] for r in together] == [300, 120, 300]
+    for t, a in zip(together, alone):
+        for variant in summaries.VARIANTS:
+            assert t[variant].keys() == a[variant].keys()
+            np.testing.assert_allclose(list(t[variant].values()), list(a[variant].values()), rtol=0, atol=1e-12)
+    assert alone[0]["raw"]["smooth_ece"] != alone[1]["raw"]["smooth_ece"] != alone[0]["ts"]["smooth_ece"]
+
+
 @pytest.mark.parametrize(
     "spec",
     [
